@@ -1,0 +1,1 @@
+"""Job logic of the Cloud Functions (exporter, cleanup, metrics), recording, the store and the CLI."""

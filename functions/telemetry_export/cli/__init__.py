@@ -1,0 +1,1 @@
+"""The telemetry-export command line."""

@@ -1,0 +1,127 @@
+"""What the three HTTP functions share: request checks, one connection per run, JSON answers.
+
+Cloud Scheduler calls each function with POST and an optional JSON object body. A job
+returns a JobOutcome; its summary becomes the response body and one structured log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import flask
+
+from telemetry_events import logs
+from telemetry_events.envvars import SettingError
+from telemetry_export.settings import Settings, load_settings
+from telemetry_export.store.connection import Connections, DatabaseError, InterfaceError
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+ALLOWED_METHODS = ("POST", "GET")
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """A run's summary. `unavailable` means a dependency could not be reached (HTTP 503)."""
+
+    summary: Mapping[str, Any]
+    unavailable: bool = False
+
+
+class BadRequest(ValueError):
+    """The request cannot be run as sent; answered with 400 and this message."""
+
+
+@dataclass
+class _Process:
+    """Per-process state: reused across invocations of a warm function instance."""
+
+    connections: Connections | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+_process = _Process()
+
+
+def connections(settings: Settings) -> Connections:
+    if _process.connections is None:
+        _process.connections = Connections(settings.database)
+    return _process.connections
+
+
+def request_options(request: flask.Request, allowed: Mapping[str, type]) -> dict[str, Any]:
+    """The JSON body's options, checked against `allowed` (name: type); an empty body means none."""
+    if request.method not in ALLOWED_METHODS:
+        raise _MethodNotAllowed(request.method)
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise _TooLarge(request.content_length)
+    raw = request.get_data(cache=False)
+    if len(raw) > MAX_BODY_BYTES:
+        raise _TooLarge(len(raw))
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadRequest(f"body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise BadRequest(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    for name, value in body.items():
+        expected = allowed[name]
+        if not isinstance(value, expected) or isinstance(value, bool) and expected is not bool:
+            raise BadRequest(f"option {name} must be {expected.__name__}, got {type(value).__name__}")
+    return body
+
+
+class _MethodNotAllowed(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def handle(
+    request: flask.Request,
+    job: str,
+    run: Callable[[Settings, Connections, dict[str, Any]], JobOutcome],
+    allowed: Mapping[str, type] | None = None,
+) -> flask.Response:
+    """Checks the request, runs `run` and renders its outcome as JSON with the right status."""
+    started = time.monotonic()
+    try:
+        settings = load_settings()
+        logs.configure(settings.log_level)
+        options = request_options(request, allowed or {})
+        outcome = run(settings, connections(settings), options)
+    except _MethodNotAllowed as error:
+        response = _json({"error": f"method {error} not allowed; use POST"}, 405)
+        response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
+        return response
+    except _TooLarge as error:
+        return _json({"error": f"body of {error} bytes is over the {MAX_BODY_BYTES} byte limit"}, 413)
+    except BadRequest as error:
+        return _json({"error": str(error)}, 400)
+    except SettingError as error:
+        logger.error("invalid settings", extra={"job": job, "error": str(error)})
+        return _json({"error": f"invalid settings: {error}"}, 500)
+    except (DatabaseError, InterfaceError, OSError) as error:
+        logger.error("database unavailable", extra={"job": job, "error": str(error)})
+        return _json({"error": f"database unavailable: {error}"}, 503)
+    summary = {**outcome.summary, "duration_s": round(time.monotonic() - started, 3)}
+    severity = logging.ERROR if outcome.unavailable else logging.INFO
+    logger.log(severity, f"{job} run finished", extra={"job": job, **summary})
+    return _json(summary, 503 if outcome.unavailable else 200)
+
+
+def _json(body: Mapping[str, Any], status: int) -> flask.Response:
+    return flask.Response(json.dumps(body), status=status, mimetype="application/json")

@@ -1,0 +1,1 @@
+"""The Telemetry Gateway: gRPC on Cloud Run that validates, redacts and publishes events to Pub/Sub."""

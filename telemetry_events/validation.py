@@ -1,0 +1,54 @@
+"""The rules every event must meet, with messages precise enough to fix the event by."""
+
+from __future__ import annotations
+
+import re
+
+from telemetry_events import pb
+from telemetry_events.ids import is_uuid
+
+MAX_NAME_LENGTH = 64
+_NAME_PATTERN = re.compile(r"^[a-z][a-zA-Z-\.]+$")
+
+
+class InvalidEventError(ValueError):
+    """An event breaks a rule; the message names the field and the rule."""
+
+
+def name_problem(field: str, value: str) -> str | None:
+    """Returns what is wrong with a feature or action name, or None when it is valid."""
+    if not value:
+        return f"{field} is required"
+    if len(value) > MAX_NAME_LENGTH:
+        return (
+            f"{field} {value[:MAX_NAME_LENGTH]!r}... is {len(value)} characters long, at most {MAX_NAME_LENGTH} allowed"
+        )
+    if not _NAME_PATTERN.fullmatch(value):
+        return (
+            f"{field} {value!r} must be a lowercase letter followed by one or more letters, '-' or '.' "
+            "(pattern ^[a-z][a-zA-Z-\\.]+$)"
+        )
+    return None
+
+
+def event_problems(event: pb.Event) -> list[str]:
+    """Lists every rule `event` breaks, in field order; empty when it is valid."""
+    problems = []
+    if not event.id:
+        problems.append("id is required")
+    elif not is_uuid(event.id):
+        problems.append(f"id {event.id[:80]!r} is not a UUID")
+    if not event.HasField("timestamp"):
+        problems.append("timestamp is required")
+    for field in ("feature", "action"):
+        problem = name_problem(field, getattr(event, field))
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def validate_event(event: pb.Event) -> None:
+    """Raises InvalidEventError listing every rule `event` breaks."""
+    problems = event_problems(event)
+    if problems:
+        raise InvalidEventError("; ".join(problems))

@@ -1,0 +1,145 @@
+"""`telemetry-export db migrate` and `telemetry-export record`, driven as a user would."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from telemetry_export.cli.main import main
+from telemetry_export.settings import load_settings
+
+from telemetry_events import pb
+
+
+@pytest.fixture
+def cli(monkeypatch, database_url, conn, capsys):
+    """Runs the command line in-process against this module's database; returns (status, out, err)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for name in (
+        "TELEMETRY_ALLOWLIST",
+        "TELEMETRY_EXPORT_MODE",
+        "TELEMETRY_EXPORT_FEATURES",
+        "INSTANCE_CONNECTION_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*argv: str, stdin: str | None = None):
+        load_settings.cache_clear()
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield run
+    load_settings.cache_clear()
+
+
+def _count(conn, table: str) -> int:
+    cursor = conn.cursor()
+    cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - table names are the test's own constants
+    return cursor.fetchone()[0]
+
+
+def test_migrate_twice_reports_the_second_as_a_no_op(cli):
+    status, out, _ = cli("db", "migrate")
+    assert status == 0 and out.startswith("schema up to date (1 migration(s) already applied)")
+
+
+def test_record_a_jsonl_file_filling_in_ids_and_timestamps(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"feature": "search", "action": "submit", "parameters": {"metadata": {"count": 2}}}\n'
+        "\n"
+        '{"id": "0194f3a2-7c1e-7b2a-9d3e-5f6a7b8c9d0e", "timestamp": "2026-01-02T03:04:05Z",'
+        ' "feature": "example", "action": "example",'
+        ' "parameters": {"privateMetadata": {"testField": "ok", "secret": "no"}},'
+        ' "marketingTracking": {"url": "https://x.example"}}\n'
+    )
+    status, out, err = cli("record", str(path))
+    assert (status, err) == (0, "")
+    assert out == "recorded 2 event(s), queued 2 for export\n"
+    cursor = conn.cursor()
+    cursor.execute("SELECT id::text, timestamp IS NOT NULL, payload_pb FROM telemetry_events_export_queue")
+    rows = {row[0]: pb.Event.FromString(row[2]) for row in cursor.fetchall()}
+    given = rows.pop("0194f3a2-7c1e-7b2a-9d3e-5f6a7b8c9d0e")
+    assert dict(given.parameters.private_metadata) == {"testField": "ok"}
+    assert not given.HasField("marketing_tracking")
+    [filled] = rows.values()
+    assert filled.HasField("timestamp") and filled.parameters.metadata["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        ("{not json", "events.jsonl:3: not JSON"),
+        ("[1, 2]", "events.jsonl:3: expected a JSON object (an Event), got list"),
+        ('{"feature": "search", "action": "submit", "colour": "red"}', "events.jsonl:3: not an Event"),
+        ('{"feature": "Search", "action": "submit"}', "events.jsonl:3: feature 'Search' must be"),
+        ('{"id": "nope", "feature": "search", "action": "submit"}', "events.jsonl:3: id 'nope' is not a UUID"),
+    ],
+)
+def test_a_bad_line_fails_the_whole_file_naming_its_line(cli, conn, tmp_path, line, reason):
+    good = '{"feature": "search", "action": "submit"}'
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join([good, good, line, good]) + "\n")
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {tmp_path}/{reason}")
+    assert err.rstrip().endswith("nothing was recorded")
+    assert _count(conn, "event_logs") == 0 and _count(conn, "telemetry_events_export_queue") == 0
+
+
+def test_record_from_stdin_reports_duplicates(cli, conn):
+    line = json.dumps({"id": "0194f3a2-7c1e-7b2a-9d3e-5f6a7b8c9d0e", "feature": "search", "action": "submit"})
+    status, out, _ = cli("record", "-", stdin=f"{line}\n{line}\n")
+    assert status == 0
+    assert out.splitlines() == [
+        "recorded 1 event(s), queued 1 for export",
+        "skipped 1 duplicate event ID(s): 0194f3a2-7c1e-7b2a-9d3e-5f6a7b8c9d0e",
+    ]
+
+
+def test_record_samples_carry_sensitive_fields_that_never_reach_the_queue(cli, conn):
+    status, out, _ = cli("record", "--sample", "40", "--seed", "9")
+    assert status == 0 and out == "recorded 40 event(s), queued 40 for export\n"
+    cursor = conn.cursor()
+    cursor.execute("SELECT count(*) FROM event_logs WHERE argument ? 'query' AND cohort_id IS NOT NULL")
+    assert cursor.fetchone()[0] == 40  # the local view has the sensitive fields...
+    cursor.execute("SELECT payload_pb FROM telemetry_events_export_queue")
+    for (payload,) in cursor.fetchall():
+        event = pb.Event.FromString(payload)  # ...the queue does not
+        assert not event.HasField("marketing_tracking")
+        assert set(event.parameters.private_metadata) <= {"testField"}
+
+
+def test_missing_file_and_unreachable_database_are_one_line_errors(cli, monkeypatch):
+    status, _, err = cli("record", "/nonexistent/events.jsonl")
+    assert (
+        status == 2
+        and err == "telemetry-export: error: cannot read /nonexistent/events.jsonl: No such file or directory\n"
+    )
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/telemetry")
+    status, _, err = cli("record", "--sample", "1")
+    assert status == 2 and err.startswith("telemetry-export: error: cannot connect to 127.0.0.1:1/telemetry")
+    assert len(err.splitlines()) == 1
+
+
+def test_bad_settings_are_one_line_errors_naming_the_variable(cli, monkeypatch):
+    monkeypatch.setenv("TELEMETRY_EXPORT_MODE", "sometimes")
+    status, _, err = cli("record", "--sample", "1")
+    assert status == 2
+    assert err == "telemetry-export: error: TELEMETRY_EXPORT_MODE='sometimes' must be one of: all, listed, disabled\n"
+
+
+def test_the_console_script_is_installed_and_documents_itself():
+    executable = shutil.which("telemetry-export") or str(
+        __import__("pathlib").Path(sys.executable).with_name("telemetry-export")
+    )
+    result = subprocess.run([executable, "record", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert "--sample N" in result.stdout and "JSON Lines" in result.stdout
