@@ -18,6 +18,9 @@ from telemetry_export.cli.context import CommandFailed
 SUBCOMMAND_MODULES = (
     "telemetry_export.cli.db",
     "telemetry_export.cli.record",
+    "telemetry_export.cli.export",
+    "telemetry_export.cli.jobs",
+    "telemetry_export.cli.queue",
 )
 
 

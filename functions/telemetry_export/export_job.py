@@ -1,0 +1,39 @@
+"""One export run as the function and the command line start it: settings in, report out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from telemetry_export.exporter import ExportReport, run_export
+from telemetry_export.gateway_client import open_channel, parse_gateway_addr
+from telemetry_export.http_jobs import BadRequest, JobOutcome
+from telemetry_export.settings import Settings
+from telemetry_export.store.connection import Connections
+
+
+def export_once(
+    settings: Settings,
+    connections: Connections,
+    max_batches: int | None = None,
+    on_progress: Callable[[ExportReport], None] | None = None,
+) -> ExportReport:
+    target = parse_gateway_addr(settings.exporter.gateway_addr)
+    with connections.connection() as conn:
+        return run_export(
+            conn,
+            settings.exporter,
+            settings.redaction,
+            lambda: open_channel(target),
+            max_batches=max_batches,
+            on_progress=on_progress,
+        )
+
+
+def run_export_job(settings: Settings, connections: Connections, options: dict[str, Any]) -> JobOutcome:
+    """The export function's job: 503 when the gateway could not be reached, so Scheduler and alerts see it."""
+    max_batches = options.get("max_batches")
+    if max_batches is not None and max_batches < 1:
+        raise BadRequest("option max_batches must be at least 1")
+    report = export_once(settings, connections, max_batches=max_batches)
+    return JobOutcome(report.summary(), unavailable=report.gateway_unavailable)
