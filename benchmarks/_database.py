@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pg8000.dbapi
-from telemetry_export.migrate import migrate
-from telemetry_export.store.connection import Connections, DatabaseSettings, parse_database_url
 
 from localdev.postgres import start_cluster
+from telemetry_export.migrate import migrate
+from telemetry_export.store.connection import Connections, DatabaseSettings, parse_database_url
 
 
 @contextmanager

@@ -15,13 +15,12 @@ import io
 import statistics
 import time
 
-from telemetry_export.recording import DEFAULT_CHUNK_SIZE, record_events
-from telemetry_export.sample_events import sample_events
-from telemetry_export.store.connection import Connections, DatabaseSettings
-
 from benchmarks._database import benchmark_database
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.redaction import policy_from
+from telemetry_export.recording import DEFAULT_CHUNK_SIZE, record_events
+from telemetry_export.sample_events import sample_events
+from telemetry_export.store.connection import Connections, DatabaseSettings
 
 
 def copy_baseline(conn, rows: list[tuple[str, str, bytes]]) -> float:

@@ -15,10 +15,10 @@ import time
 from pathlib import Path
 
 import pg8000.dbapi
-from telemetry_export.store.connection import parse_database_url
 
 from localdev.postgres import PostgresUnavailable, start_cluster
 from telemetry_events import pb
+from telemetry_export.store.connection import parse_database_url
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pg8000.dbapi
 import pytest
-from telemetry_export.migrate import migrate
-from telemetry_export.store.connection import Connection, Connections, DatabaseSettings, parse_database_url
 
 from localdev.postgres import PostgresUnavailable, start_cluster
 from localdev.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, start_emulator
+from telemetry_export.migrate import migrate
+from telemetry_export.store.connection import Connection, Connections, DatabaseSettings, parse_database_url
 
 
 class PostgresServer:

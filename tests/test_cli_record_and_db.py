@@ -9,10 +9,10 @@ import subprocess
 import sys
 
 import pytest
-from telemetry_export.cli.main import main
-from telemetry_export.settings import load_settings
 
 from telemetry_events import pb
+from telemetry_export.cli.main import main
+from telemetry_export.settings import load_settings
 
 
 @pytest.fixture

@@ -6,14 +6,14 @@ import json
 import threading
 
 import pytest
-from telemetry_export.recording import record_events
-from telemetry_export.sample_events import sample_events
 
 from telemetry_events import pb
 from telemetry_events.export_mode import ExportMode, ExportScope
 from telemetry_events.ids import new_event_id
 from telemetry_events.redaction import policy_from, policy_from_env
 from telemetry_events.validation import InvalidEventError
+from telemetry_export.recording import record_events
+from telemetry_export.sample_events import sample_events
 
 POLICY = policy_from()
 ALL = ExportScope()

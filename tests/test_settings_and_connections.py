@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from telemetry_export.settings import DEFAULT_DATABASE_URL, Settings
-from telemetry_export.store.connection import Connections, DatabaseSettings, parse_database_url
 
 from telemetry_events.envvars import SettingError
+from telemetry_export.settings import DEFAULT_DATABASE_URL, Settings
+from telemetry_export.store.connection import Connections, DatabaseSettings, parse_database_url
 
 
 def test_defaults_describe_a_local_setup():

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import pytest
 from google.cloud import pubsub_v1
-from telemetry_export.recording import record_events
-from telemetry_export.sample_events import sample_events
-from telemetry_export.settings import ExporterSettings, GatewayIdentity
 
 from localdev.gateway import development_licence, start_gateway
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.redaction import policy_from
+from telemetry_export.recording import record_events
+from telemetry_export.sample_events import sample_events
+from telemetry_export.settings import ExporterSettings, GatewayIdentity
 
 PROJECT = "exporter-tests"
 

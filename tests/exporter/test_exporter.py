@@ -6,11 +6,11 @@ import threading
 import time
 
 import pytest
-from telemetry_export.exporter import NOT_ACKNOWLEDGED, run_export
-from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 
 from telemetry_events import pb
 from telemetry_events.redaction import policy_from
+from telemetry_export.exporter import NOT_ACKNOWLEDGED, run_export
+from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 
 from .conftest import exporter_settings, message_body, queue_states, record_samples
 from .scripted_gateway import ScriptedGateway
