@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import flask
 import functions_framework
+
 from telemetry_export import http_jobs
 from telemetry_export.cleanup import run_cleanup_job
 from telemetry_export.export_job import run_export_job
