@@ -1,0 +1,649 @@
+# Inputs of the telemetry-export deployment. Every variable says what it controls and refuses values that would
+# only fail later, on apply or at run time. terraform.tfvars.example shows a complete, minimal set.
+
+# --- Where ------------------------------------------------------------------------------------------------------
+
+variable "project_id" {
+  description = "Google Cloud project that holds everything (one telemetry-export deployment per project: the custom metric types are project-wide)."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a project ID (6-30 characters: lowercase letters, digits, hyphens), not a project name or number."
+  }
+}
+
+variable "region" {
+  description = "Region for Cloud SQL, the functions, Cloud Run, Scheduler, Artifact Registry and the source bucket."
+  type        = string
+  default     = "europe-west1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must be a Google Cloud region such as europe-west1 or us-central1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of every resource name (service accounts, functions, topics, ...), so resources are recognisable and two stacks can share a project for everything but the custom metrics."
+  type        = string
+  default     = "telemetry"
+
+  validation {
+    # Service account IDs are at most 30 characters and the longest suffix used is "-scheduler" (10).
+    condition     = can(regex("^[a-z][a-z0-9-]{1,18}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-20 characters: lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+variable "labels" {
+  description = "Labels added to every resource that supports them (the provider's default_labels)."
+  type        = map(string)
+  default     = {}
+}
+
+variable "deletion_protection" {
+  description = "Protect the stateful resources (Cloud SQL instance, BigQuery table, Cloud Run gateway) from terraform destroy and from deletion in the console. Turn off only to tear a test stack down."
+  type        = bool
+  default     = true
+}
+
+# --- Code artefacts ---------------------------------------------------------------------------------------------
+
+variable "function_source_zip" {
+  description = "Path to the functions' source zip built by scripts/package_functions.py. Null means build/functions-source.zip at the repository root. The bucket object is named after the file's SHA-256, so a changed zip redeploys the functions and an unchanged one does not."
+  type        = string
+  default     = null
+}
+
+variable "functions_runtime" {
+  description = "Cloud Functions (gen2) Python runtime."
+  type        = string
+  default     = "python312"
+
+  validation {
+    condition     = contains(["python311", "python312", "python313"], var.functions_runtime)
+    error_message = "functions_runtime must be python311, python312 or python313 (the project needs Python 3.11 or newer)."
+  }
+}
+
+variable "gateway_image" {
+  description = "Container image of the gateway, as printed by scripts/build_gateway_image.sh (prefer the @sha256 digest form: a new digest rolls out a new revision). Null means the :latest tag in this stack's Artifact Registry repository."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.gateway_image == null || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[^ ]+(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$", var.gateway_image))
+    error_message = "gateway_image must be a full image reference with a tag or digest, e.g. europe-west1-docker.pkg.dev/PROJECT/REPO/telemetry-gateway@sha256:<64 hex>."
+  }
+}
+
+# --- Database ---------------------------------------------------------------------------------------------------
+
+variable "db_tier" {
+  description = "Cloud SQL machine tier (Enterprise edition). db-custom-1-3840 is the smallest dedicated-core tier; shared-core tiers (db-f1-micro, db-g1-small) have no SLA."
+  type        = string
+  default     = "db-custom-1-3840"
+
+  validation {
+    condition     = can(regex("^db-(custom-[0-9]+-[0-9]+|f1-micro|g1-small|perf-optimized-N-[0-9]+)$", var.db_tier))
+    error_message = "db_tier must be a Cloud SQL for PostgreSQL tier such as db-custom-1-3840 or db-g1-small."
+  }
+}
+
+variable "db_availability_type" {
+  description = "ZONAL (one zone) or REGIONAL (high availability with a standby in a second zone; about twice the cost)."
+  type        = string
+  default     = "ZONAL"
+
+  validation {
+    condition     = contains(["ZONAL", "REGIONAL"], var.db_availability_type)
+    error_message = "db_availability_type must be ZONAL or REGIONAL."
+  }
+}
+
+variable "db_disk_size_gb" {
+  description = "Initial data disk size in GB; the disk grows automatically."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.db_disk_size_gb >= 10 && floor(var.db_disk_size_gb) == var.db_disk_size_gb
+    error_message = "db_disk_size_gb must be a whole number of at least 10."
+  }
+}
+
+variable "db_backup_start_time" {
+  description = "Start of the daily backup window, HH:MM in UTC."
+  type        = string
+  default     = "03:00"
+
+  validation {
+    condition     = can(regex("^([01][0-9]|2[0-3]):[0-5][0-9]$", var.db_backup_start_time))
+    error_message = "db_backup_start_time must be HH:MM (24-hour clock, UTC)."
+  }
+}
+
+variable "db_backup_retained_count" {
+  description = "Number of daily backups kept."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.db_backup_retained_count >= 1 && var.db_backup_retained_count <= 365
+    error_message = "db_backup_retained_count must be between 1 and 365."
+  }
+}
+
+variable "db_private_network" {
+  description = "Null (default): the instance has a public IP with no authorized networks, reachable only through the Cloud SQL connectors (IAM-checked, mutual TLS). Set to a VPC network ID that already has private services access to give the instance a private IP only; the functions then reach it through Direct VPC egress on db_function_subnetwork."
+  type        = string
+  default     = null
+}
+
+variable "db_function_subnetwork" {
+  description = "Subnetwork (ID or name) used for the functions' Direct VPC egress when db_private_network is set; ignored otherwise."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.db_private_network == null || var.db_function_subnetwork != null
+    error_message = "db_function_subnetwork is required when db_private_network is set: the functions need a subnetwork to reach a private-IP instance."
+  }
+}
+
+variable "db_admin_iam_users" {
+  description = "Google accounts (emails) that get a Cloud SQL IAM database user with the cloudsqlsuperuser role, for running `telemetry-export db migrate` through the Cloud SQL Auth Proxy. They also get Cloud SQL client and instance-user roles on this instance only."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.db_admin_iam_users : can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", email)) && !endswith(email, ".gserviceaccount.com")])
+    error_message = "db_admin_iam_users must be user emails (service accounts are created by this configuration, not listed here)."
+  }
+}
+
+variable "db_function_roles" {
+  description = "PostgreSQL roles granted to each function's IAM database user. The predefined pg_read_all_data / pg_write_all_data roles give table access without per-table GRANTs after each migration; the metrics function only reads."
+  type = object({
+    export  = list(string)
+    cleanup = list(string)
+    metrics = list(string)
+  })
+  default = {
+    export  = ["pg_read_all_data", "pg_write_all_data"]
+    cleanup = ["pg_read_all_data", "pg_write_all_data"]
+    metrics = ["pg_read_all_data"]
+  }
+
+  validation {
+    condition     = !contains(flatten([var.db_function_roles.export, var.db_function_roles.cleanup, var.db_function_roles.metrics]), "cloudsqlsuperuser")
+    error_message = "The functions must not get cloudsqlsuperuser: least privilege."
+  }
+}
+
+# --- Functions --------------------------------------------------------------------------------------------------
+
+variable "export_function" {
+  description = "The export_events function and its schedule. timeout_seconds is also passed as TELEMETRY_EXPORT_FUNCTION_TIMEOUT so a run stops claiming before the platform kills it; the Scheduler attempt deadline is 60 s longer. lease_seconds (null: timeout + 60) must exceed the timeout so a running export never has its rows claimed by another run."
+  type = object({
+    schedule        = optional(string, "*/5 * * * *")
+    timeout_seconds = optional(number, 240)
+    memory          = optional(string, "512Mi")
+    cpu             = optional(string, "1")
+    max_instances   = optional(number, 2)
+    retry_count     = optional(number, 1)
+    lease_seconds   = optional(number)
+  })
+  default = {}
+
+  validation {
+    condition     = var.export_function.timeout_seconds >= 60 && var.export_function.timeout_seconds <= 1740
+    error_message = "export_function.timeout_seconds must be 60-1740: Cloud Scheduler's attempt deadline is at most 1800 s and must be above the function timeout."
+  }
+  validation {
+    condition     = var.export_function.lease_seconds == null || try(var.export_function.lease_seconds > var.export_function.timeout_seconds, false)
+    error_message = "export_function.lease_seconds must be greater than export_function.timeout_seconds."
+  }
+  validation {
+    condition     = length(split(" ", trimspace(var.export_function.schedule))) == 5
+    error_message = "export_function.schedule must be a 5-field cron expression."
+  }
+  validation {
+    condition     = var.export_function.retry_count >= 0 && var.export_function.retry_count <= 5
+    error_message = "export_function.retry_count must be 0-5 (bounded retries; the next scheduled run catches up anyway)."
+  }
+  validation {
+    condition     = var.export_function.max_instances >= 1 && var.export_function.max_instances <= 10
+    error_message = "export_function.max_instances must be 1-10."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.export_function.memory))
+    error_message = "export_function.memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "cleanup_function" {
+  description = "The cleanup_exported_events function and its schedule."
+  type = object({
+    schedule        = optional(string, "*/30 * * * *")
+    timeout_seconds = optional(number, 120)
+    memory          = optional(string, "256Mi")
+    cpu             = optional(string, "0.167")
+    max_instances   = optional(number, 1)
+    retry_count     = optional(number, 1)
+  })
+  default = {}
+
+  validation {
+    condition     = var.cleanup_function.timeout_seconds >= 60 && var.cleanup_function.timeout_seconds <= 1740
+    error_message = "cleanup_function.timeout_seconds must be 60-1740 (Cloud Scheduler's attempt deadline is at most 1800 s)."
+  }
+  validation {
+    condition     = length(split(" ", trimspace(var.cleanup_function.schedule))) == 5
+    error_message = "cleanup_function.schedule must be a 5-field cron expression."
+  }
+  validation {
+    condition     = var.cleanup_function.retry_count >= 0 && var.cleanup_function.retry_count <= 5
+    error_message = "cleanup_function.retry_count must be 0-5."
+  }
+  validation {
+    condition     = var.cleanup_function.max_instances >= 1 && var.cleanup_function.max_instances <= 10
+    error_message = "cleanup_function.max_instances must be 1-10."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.cleanup_function.memory))
+    error_message = "cleanup_function.memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "metrics_function" {
+  description = "The report_queue_metrics function and its schedule."
+  type = object({
+    schedule        = optional(string, "*/5 * * * *")
+    timeout_seconds = optional(number, 60)
+    memory          = optional(string, "256Mi")
+    cpu             = optional(string, "0.167")
+    max_instances   = optional(number, 1)
+    retry_count     = optional(number, 0)
+  })
+  default = {}
+
+  validation {
+    condition     = var.metrics_function.timeout_seconds >= 60 && var.metrics_function.timeout_seconds <= 1740
+    error_message = "metrics_function.timeout_seconds must be 60-1740 (Cloud Scheduler's attempt deadline is at most 1800 s)."
+  }
+  validation {
+    condition     = length(split(" ", trimspace(var.metrics_function.schedule))) == 5
+    error_message = "metrics_function.schedule must be a 5-field cron expression."
+  }
+  validation {
+    condition     = var.metrics_function.retry_count >= 0 && var.metrics_function.retry_count <= 5
+    error_message = "metrics_function.retry_count must be 0-5."
+  }
+  validation {
+    condition     = var.metrics_function.max_instances >= 1 && var.metrics_function.max_instances <= 10
+    error_message = "metrics_function.max_instances must be 1-10."
+  }
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi|M|G)$", var.metrics_function.memory))
+    error_message = "metrics_function.memory must look like 256Mi, 512Mi or 1Gi."
+  }
+}
+
+variable "function_ingress" {
+  description = "Network ingress of the three functions. Invocation always needs an OIDC token from the Scheduler service account; ALLOW_ALL is the setting Cloud Scheduler is documented to reach without extra networking."
+  type        = string
+  default     = "ALLOW_ALL"
+
+  validation {
+    condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.function_ingress)
+    error_message = "function_ingress must be ALLOW_ALL, ALLOW_INTERNAL_ONLY or ALLOW_INTERNAL_AND_GCLB."
+  }
+}
+
+variable "schedule_time_zone" {
+  description = "Time zone of the Scheduler cron expressions."
+  type        = string
+  default     = "Etc/UTC"
+}
+
+variable "schedules_paused" {
+  description = "Create the Scheduler jobs paused (for example until the database is migrated)."
+  type        = bool
+  default     = false
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of the functions and the gateway."
+  type        = string
+  default     = "INFO"
+
+  validation {
+    condition     = contains(["DEBUG", "INFO", "WARNING", "ERROR"], var.log_level)
+    error_message = "log_level must be DEBUG, INFO, WARNING or ERROR."
+  }
+}
+
+# --- What is exported, and as whom ------------------------------------------------------------------------------
+
+variable "instance_id" {
+  description = "TELEMETRY_INSTANCE_ID: stable identifier of the instance whose events are exported (sent in every stream's metadata)."
+  type        = string
+
+  validation {
+    condition     = length(trimspace(var.instance_id)) > 0
+    error_message = "instance_id must not be empty: the gateway rejects unlicensed identifiers without one."
+  }
+}
+
+variable "external_url" {
+  description = "TELEMETRY_EXTERNAL_URL: the instance's external URL, sent in the stream metadata."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = var.external_url == "" || can(regex("^https?://", var.external_url))
+    error_message = "external_url must be empty or an http(s) URL."
+  }
+}
+
+variable "license_key_secret" {
+  description = "Secret Manager secret ID (in this project) holding the licence key, passed to the exporter as TELEMETRY_LICENSE_KEY. Create it before applying (docs/deploy.md); null exports as an unlicensed instance. The key never enters Terraform state."
+  type        = string
+  default     = null
+}
+
+variable "license_key_secret_version" {
+  description = "Version of license_key_secret to mount (\"latest\" follows rotations on the next cold start)."
+  type        = string
+  default     = "latest"
+}
+
+variable "export_mode" {
+  description = "TELEMETRY_EXPORT_MODE: all, listed (only export_features) or disabled."
+  type        = string
+  default     = "all"
+
+  validation {
+    condition     = contains(["all", "listed", "disabled"], var.export_mode)
+    error_message = "export_mode must be all, listed or disabled."
+  }
+}
+
+variable "export_features" {
+  description = "TELEMETRY_EXPORT_FEATURES: features exported when export_mode is listed."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = var.export_mode != "listed" || length(var.export_features) > 0
+    error_message = "export_features must name at least one feature when export_mode is listed."
+  }
+}
+
+variable "allowlist" {
+  description = "TELEMETRY_ALLOWLIST entries (feature::action::key1::key2; action may be *), given to the exporter and the gateway alike so both edges redact the same way."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for entry in var.allowlist : can(regex("^[a-z][a-zA-Z.-]+::([a-z][a-zA-Z.-]+|\\*)(::[^:,]+)+$", entry))])
+    error_message = "Each allowlist entry must be feature::action::key[::key...] (action may be *), with no commas."
+  }
+}
+
+variable "export_batch_size" {
+  description = "TELEMETRY_EXPORT_BATCH_SIZE: rows claimed per batch."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.export_batch_size >= 100 && var.export_batch_size <= 100000
+    error_message = "export_batch_size must be between 100 and 100000."
+  }
+}
+
+variable "export_max_attempts" {
+  description = "TELEMETRY_EXPORT_MAX_ATTEMPTS: sends of one row before it is quarantined."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.export_max_attempts >= 1
+    error_message = "export_max_attempts must be at least 1."
+  }
+}
+
+variable "export_deadline_margin_seconds" {
+  description = "TELEMETRY_EXPORT_DEADLINE_MARGIN: how long before the function timeout the exporter stops claiming new batches."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.export_deadline_margin_seconds >= 5 && var.export_deadline_margin_seconds < var.export_function.timeout_seconds
+    error_message = "export_deadline_margin_seconds must be at least 5 and shorter than export_function.timeout_seconds."
+  }
+}
+
+variable "cleanup_retention" {
+  description = "TELEMETRY_CLEANUP_RETENTION: how long exported rows stay (so admins can see what left), as a duration like 24h."
+  type        = string
+  default     = "24h"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h|d)$", var.cleanup_retention))
+    error_message = "cleanup_retention must be a duration such as 90m, 24h or 7d."
+  }
+}
+
+variable "cleanup_quarantine_retention" {
+  description = "TELEMETRY_CLEANUP_QUARANTINE_RETENTION: how long quarantined rows stay for inspection."
+  type        = string
+  default     = "30d"
+
+  validation {
+    condition     = can(regex("^[0-9]+(s|m|h|d)$", var.cleanup_quarantine_retention))
+    error_message = "cleanup_quarantine_retention must be a duration such as 72h or 30d."
+  }
+}
+
+variable "metrics_task_id" {
+  description = "TELEMETRY_METRICS_TASK_ID: the generic_task task_id the gauges are written under. Null means the instance_id."
+  type        = string
+  default     = null
+}
+
+# --- Gateway ----------------------------------------------------------------------------------------------------
+
+variable "gateway" {
+  description = "Cloud Run sizing of the gateway: scaling, per-instance concurrency, CPU and memory, and the request timeout (a RecordEvents stream must finish within it)."
+  type = object({
+    min_instances           = optional(number, 0)
+    max_instances           = optional(number, 5)
+    concurrency             = optional(number, 40)
+    cpu                     = optional(string, "1")
+    memory                  = optional(string, "512Mi")
+    request_timeout_seconds = optional(number, 300)
+  })
+  default = {}
+
+  validation {
+    condition     = var.gateway.min_instances >= 0 && var.gateway.max_instances >= 1 && var.gateway.min_instances <= var.gateway.max_instances
+    error_message = "gateway needs 0 <= min_instances <= max_instances and max_instances >= 1."
+  }
+  validation {
+    condition     = var.gateway.concurrency >= 1 && var.gateway.concurrency <= 1000
+    error_message = "gateway.concurrency must be 1-1000."
+  }
+  validation {
+    condition     = var.gateway.request_timeout_seconds >= 30 && var.gateway.request_timeout_seconds <= 3600
+    error_message = "gateway.request_timeout_seconds must be 30-3600."
+  }
+}
+
+variable "gateway_ingress" {
+  description = "Network ingress of the gateway. The exporter reaches it over the internet with an ID token; IAM still admits only listed invokers."
+  type        = string
+  default     = "INGRESS_TRAFFIC_ALL"
+
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.gateway_ingress)
+    error_message = "gateway_ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER."
+  }
+}
+
+variable "gateway_extra_invokers" {
+  description = "Further IAM members allowed to call the gateway (e.g. serviceAccount:managed-svc@other.iam.gserviceaccount.com). The exporter is always allowed. Public members are refused."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.gateway_extra_invokers : can(regex("^(serviceAccount|user|group|domain):", m)) && !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "gateway_extra_invokers must be serviceAccount:, user:, group: or domain: members; allUsers and allAuthenticatedUsers are not allowed."
+  }
+}
+
+variable "gateway_license_public_keys" {
+  description = "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY: base64 Ed25519 public keys that verify licence keys (public, so not secrets). Two keys let a key rotate without a gap. Empty: licensed identifiers are refused."
+  type        = list(string)
+  default     = []
+
+  validation {
+    # A raw Ed25519 public key is 32 bytes: 43 base64 characters plus optional padding (standard or URL-safe).
+    condition     = alltrue([for key in var.gateway_license_public_keys : can(regex("^[A-Za-z0-9+/_-]{43}=?$", key))])
+    error_message = "Each gateway_license_public_keys entry must be a base64-encoded 32-byte Ed25519 public key."
+  }
+}
+
+variable "gateway_allow_unlicensed" {
+  description = "TELEMETRY_GATEWAY_ALLOW_UNLICENSED: accept events from unlicensed instances (identified by instance_id only)."
+  type        = bool
+  default     = true
+}
+
+variable "gateway_service_token_secret" {
+  description = "Secret Manager secret ID holding TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 (comma-separated hex SHA-256 of managed-service bearer tokens). Null: managed services are refused."
+  type        = string
+  default     = null
+}
+
+variable "gateway_max_receive_bytes" {
+  description = "TELEMETRY_GATEWAY_MAX_RECEIVE_BYTES: largest gRPC message the gateway accepts (the exporter sends messages under 1 MiB)."
+  type        = number
+  default     = 12582912
+
+  validation {
+    condition     = var.gateway_max_receive_bytes >= 65536 && var.gateway_max_receive_bytes <= 67108864
+    error_message = "gateway_max_receive_bytes must be between 64 KiB and 64 MiB (the gateway's own limits)."
+  }
+}
+
+# --- Pub/Sub and BigQuery ---------------------------------------------------------------------------------------
+
+variable "topic_message_retention" {
+  description = "How long the events topic keeps messages for replay (seek), e.g. 604800s. Empty disables topic retention."
+  type        = string
+  default     = "604800s"
+
+  validation {
+    condition     = var.topic_message_retention == "" || can(regex("^[0-9]+s$", var.topic_message_retention))
+    error_message = "topic_message_retention must be empty or a number of seconds such as 604800s."
+  }
+}
+
+variable "bigquery_location" {
+  description = "BigQuery dataset location (EU, US or a region). Null means the region."
+  type        = string
+  default     = null
+}
+
+variable "bigquery_partition_expiration_days" {
+  description = "Days a daily partition of the events table is kept; 0 keeps them forever."
+  type        = number
+  default     = 400
+
+  validation {
+    condition     = var.bigquery_partition_expiration_days >= 0
+    error_message = "bigquery_partition_expiration_days must be 0 or more."
+  }
+}
+
+variable "bigquery_max_delivery_attempts" {
+  description = "Deliveries to BigQuery tried per message before the subscription dead-letters it."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.bigquery_max_delivery_attempts >= 5 && var.bigquery_max_delivery_attempts <= 100
+    error_message = "bigquery_max_delivery_attempts must be 5-100 (Pub/Sub's limits)."
+  }
+}
+
+# --- Alerting ---------------------------------------------------------------------------------------------------
+
+variable "notification_channels" {
+  description = "Existing Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) the alert policies notify."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for c in var.notification_channels : can(regex("^projects/[^/]+/notificationChannels/[0-9]+$", c))])
+    error_message = "notification_channels must be full IDs: projects/PROJECT/notificationChannels/NUMBER."
+  }
+}
+
+variable "alert_email" {
+  description = "If set, an email notification channel is created for this address and added to every alert policy."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.alert_email == null || can(regex("^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", var.alert_email))
+    error_message = "alert_email must be an email address."
+  }
+}
+
+variable "alert_backlog_growth_window_seconds" {
+  description = "The backlog alert fires when the queue has grown over this window, at every evaluation for as long again (the reference system warned after 1 h)."
+  type        = number
+  default     = 3600
+
+  validation {
+    condition     = var.alert_backlog_growth_window_seconds >= 900 && var.alert_backlog_growth_window_seconds <= 86400
+    error_message = "alert_backlog_growth_window_seconds must be 900-86400."
+  }
+}
+
+variable "alert_oldest_event_age_seconds" {
+  description = "Alert when the oldest unexported event is older than this (with 5-minute exports, anything over an hour means exports are failing)."
+  type        = number
+  default     = 7200
+
+  validation {
+    condition     = var.alert_oldest_event_age_seconds >= 600
+    error_message = "alert_oldest_event_age_seconds must be at least 600."
+  }
+}
+
+variable "alert_metrics_absent_seconds" {
+  description = "Alert when no backlog gauge has been written for this long (the metrics job or its schedule is broken)."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_metrics_absent_seconds >= 600 && var.alert_metrics_absent_seconds <= 84600
+    error_message = "alert_metrics_absent_seconds must be 600-84600 (Cloud Monitoring's absence window limit is 23.5 h)."
+  }
+}
+
+variable "alert_gateway_errors_per_5m" {
+  description = "Alert when the gateway logs more than this many ERROR lines in 5 minutes."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.alert_gateway_errors_per_5m >= 0
+    error_message = "alert_gateway_errors_per_5m must be 0 or more."
+  }
+}

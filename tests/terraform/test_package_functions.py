@@ -1,0 +1,156 @@
+"""scripts/package_functions.py builds the function source zip reproducibly, with what main.py imports.
+
+Terraform names the bucket object after the zip's SHA-256: a zip that changes without a code change redeploys
+the functions for nothing, and one that misses a module deploys a function that cannot start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("package_functions", REPO_ROOT / "scripts" / "package_functions.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+packager = _load_script()
+
+MAIN_PY = """
+import functions_framework
+from telemetry_export.jobs import cleanup_exported_events as cleanup_exported_events
+
+@functions_framework.http
+def export_events(request):
+    return "ok"
+
+report_queue_metrics = export_events
+"""
+
+
+@pytest.fixture
+def source_tree(tmp_path: Path) -> Path:
+    """A minimal repository with the layout the packager expects."""
+    root = tmp_path / "repo"
+    files = {
+        "pyproject.toml": "\n".join(
+            [
+                "[project]",
+                'name = "x"',
+                'dependencies = ["functions-framework>=3.8,<4", "pg8000>=1.31"]',
+                "[project.optional-dependencies]",
+                'dev = ["pytest"]',
+            ]
+        ),
+        "functions/main.py": MAIN_PY,
+        "functions/telemetry_export/__init__.py": "",
+        "functions/telemetry_export/jobs.py": "def cleanup_exported_events(request): ...\n",
+        "functions/telemetry_export/migrations/0001_queue.sql": "create table q ();\n",
+        "functions/telemetry_export/cli/__init__.py": "",
+        "telemetry_events/__init__.py": "",
+        "telemetry_events/py.typed": "",
+        "telemetry_events/telemetrygateway/v1/telemetrygateway_pb2.py": "# generated\n",
+        "gateway_run/__init__.py": "",  # not needed by the functions: must stay out
+    }
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    cache = root / "telemetry_events" / "__pycache__"
+    cache.mkdir()
+    (cache / "x.cpython-311.pyc").write_bytes(b"\0")
+    return root
+
+
+def test_zip_holds_main_the_two_packages_and_requirements(source_tree: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.zip"
+    packager.build(source_tree, output)
+    with zipfile.ZipFile(output) as archive:
+        names = archive.namelist()
+        requirements = archive.read("requirements.txt").decode()
+    assert names == sorted(names)
+    assert names == [
+        "main.py",
+        "requirements.txt",
+        "telemetry_events/__init__.py",
+        "telemetry_events/py.typed",
+        "telemetry_events/telemetrygateway/v1/telemetrygateway_pb2.py",
+        "telemetry_export/__init__.py",
+        "telemetry_export/cli/__init__.py",
+        "telemetry_export/jobs.py",
+        "telemetry_export/migrations/0001_queue.sql",
+    ]
+    assert requirements.splitlines()[1:] == ["functions-framework>=3.8,<4", "pg8000>=1.31"]
+    assert "pytest" not in requirements
+
+
+def test_entries_have_fixed_timestamps_and_permissions(source_tree: Path, tmp_path: Path) -> None:
+    output = tmp_path / "out.zip"
+    packager.build(source_tree, output)
+    with zipfile.ZipFile(output) as archive:
+        for info in archive.infolist():
+            assert info.date_time == (1980, 1, 1, 0, 0, 0), info.filename
+            assert info.external_attr >> 16 == 0o100644, info.filename
+            assert info.compress_type == zipfile.ZIP_STORED
+
+
+def test_same_tree_gives_the_same_bytes_whatever_the_file_times(source_tree: Path, tmp_path: Path) -> None:
+    first = packager.build(source_tree, tmp_path / "a.zip")
+    for path in source_tree.rglob("*"):
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    (source_tree / "functions" / "telemetry_export" / "jobs.py").chmod(0o755)
+    second = packager.build(source_tree, tmp_path / "b.zip")
+    assert first == second == hashlib.sha256((tmp_path / "b.zip").read_bytes()).hexdigest()
+
+
+def test_a_code_change_changes_the_hash(source_tree: Path, tmp_path: Path) -> None:
+    before = packager.build(source_tree, tmp_path / "a.zip")
+    (source_tree / "telemetry_events" / "__init__.py").write_text("VERSION = 2\n")
+    assert packager.build(source_tree, tmp_path / "b.zip") != before
+
+
+def test_missing_entry_point_refuses_to_package(source_tree: Path, tmp_path: Path) -> None:
+    (source_tree / "functions" / "main.py").write_text("def export_events(request): ...\n")
+    with pytest.raises(packager.PackagingError, match="cleanup_exported_events, report_queue_metrics"):
+        packager.build(source_tree, tmp_path / "out.zip")
+
+
+def test_command_line_prints_the_hash_and_fails_cleanly(
+    source_tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "cli.zip"
+    assert packager.main(["--root", str(source_tree), "--output", str(output)]) == 0
+    digest = capsys.readouterr().out.split()[0]
+    assert digest == hashlib.sha256(output.read_bytes()).hexdigest()
+    (source_tree / "functions" / "main.py").unlink()
+    assert packager.main(["--root", str(source_tree), "--output", str(output)]) == 1
+    assert "main.py does not exist" in capsys.readouterr().err
+
+
+def test_the_repository_itself_packages(tmp_path: Path) -> None:
+    main_py = REPO_ROOT / "functions" / "main.py"
+    if not main_py.exists():
+        pytest.skip("functions/main.py does not exist yet")
+    missing = [name for name in packager.ENTRY_POINTS if name not in packager.entry_points_defined(main_py)]
+    if missing:
+        pytest.skip(f"functions/main.py does not define {missing} yet")
+    output = tmp_path / "functions-source.zip"
+    packager.build(REPO_ROOT, output)
+    with zipfile.ZipFile(output) as archive:
+        names = set(archive.namelist())
+    assert {"main.py", "requirements.txt", "telemetry_export/__init__.py", "telemetry_events/__init__.py"} <= names
+    assert not [n for n in names if "__pycache__" in n or n.startswith(("gateway_run/", "tests/"))]
