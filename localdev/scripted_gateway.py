@@ -1,4 +1,4 @@
-"""A real gRPC server on a real port whose answers a test scripts: which IDs to acknowledge, how slowly.
+"""A real gRPC server on a real port whose answers a caller scripts: which IDs to acknowledge, how slowly.
 
 It speaks the RecordEvents protocol like the gateway (metadata first, one answer per events
 message, in order) but publishes nothing; it records what each stream received, so tests
@@ -36,10 +36,13 @@ class ScriptedGateway:
         acknowledge: Callable[[pb.Event], bool] = lambda event: True,
         delay_per_message: float = 0.0,
         keep_events: bool = False,
+        keep_ids: bool = True,
     ):
         self.acknowledge = acknowledge
         self.delay_per_message = delay_per_message
         self.keep_events = keep_events
+        self.keep_ids = keep_ids  # off for benchmarks of millions of events
+        self.answered = 0
         self.streams: list[StreamLog] = []
         self.metadata_seen: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -99,10 +102,14 @@ class ScriptedGateway:
             log.message_sizes.append(request.ByteSize())
             acknowledged = []
             for event in request.events.events:
-                log.received.append(event.id)
+                if self.keep_ids:
+                    log.received.append(event.id)
                 if self.keep_events:
                     log.events.append(event)
                 if self.acknowledge(event):
                     acknowledged.append(event.id)
-            log.acknowledged.extend(acknowledged)
+            if self.keep_ids:
+                log.acknowledged.extend(acknowledged)
+            with self._lock:
+                self.answered += len(acknowledged)
             yield pb.RecordEventsResponse(succeeded_events=acknowledged)

@@ -26,7 +26,7 @@ from telemetry_export.gateway_stream import GatewayStream, split_messages
 from telemetry_export.settings import GatewayIdentity
 
 from .conftest import queue_states, record_samples
-from .scripted_gateway import ScriptedGateway
+from localdev.scripted_gateway import ScriptedGateway
 from .test_exporter import _export
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from .conftest import queue_states, record_samples
-from .scripted_gateway import ScriptedGateway
+from localdev.scripted_gateway import ScriptedGateway
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 
