@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError
 from telemetry_export import gateway_client
@@ -26,7 +27,6 @@ from telemetry_export.gateway_stream import GatewayStream, split_messages
 from telemetry_export.settings import GatewayIdentity
 
 from .conftest import queue_states, record_samples
-from localdev.scripted_gateway import ScriptedGateway
 from .test_exporter import _export
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import queue_states, record_samples
 from localdev.scripted_gateway import ScriptedGateway
+
+from .conftest import queue_states, record_samples
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events import pb
 from telemetry_events.redaction import policy_from
 from telemetry_export.exporter import NOT_ACKNOWLEDGED, run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 
 from .conftest import exporter_settings, message_body, queue_states, record_samples
-from localdev.scripted_gateway import ScriptedGateway
 
 POLICY = policy_from()
 
