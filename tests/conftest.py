@@ -7,8 +7,10 @@ cluster is started for the session and removed at its end.
 
 from __future__ import annotations
 
+import io
 import os
 import re
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -17,7 +19,9 @@ import pytest
 
 from localdev.postgres import PostgresUnavailable, start_cluster
 from localdev.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, start_emulator
+from telemetry_export.cli.main import main
 from telemetry_export.migrate import migrate
+from telemetry_export.settings import load_settings
 from telemetry_export.store.connection import Connection, Connections, DatabaseSettings, parse_database_url
 
 
@@ -114,3 +118,27 @@ def pubsub_emulator() -> Iterator[PubSubEmulator]:
         else:
             os.environ["PUBSUB_EMULATOR_HOST"] = previous
         emulator.stop()
+
+
+@pytest.fixture
+def cli(monkeypatch, database_url, conn, capsys):
+    """Runs the command line in-process against this module's database; returns (status, out, err)."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    for name in (
+        "TELEMETRY_ALLOWLIST",
+        "TELEMETRY_EXPORT_MODE",
+        "TELEMETRY_EXPORT_FEATURES",
+        "INSTANCE_CONNECTION_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+    def run(*argv: str, stdin: str | None = None):
+        load_settings.cache_clear()
+        if stdin is not None:
+            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+        status = main(list(argv))
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    yield run
+    load_settings.cache_clear()

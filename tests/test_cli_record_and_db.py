@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import subprocess
@@ -11,32 +10,6 @@ import sys
 import pytest
 
 from telemetry_events import pb
-from telemetry_export.cli.main import main
-from telemetry_export.settings import load_settings
-
-
-@pytest.fixture
-def cli(monkeypatch, database_url, conn, capsys):
-    """Runs the command line in-process against this module's database; returns (status, out, err)."""
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    for name in (
-        "TELEMETRY_ALLOWLIST",
-        "TELEMETRY_EXPORT_MODE",
-        "TELEMETRY_EXPORT_FEATURES",
-        "INSTANCE_CONNECTION_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-    def run(*argv: str, stdin: str | None = None):
-        load_settings.cache_clear()
-        if stdin is not None:
-            monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
-        status = main(list(argv))
-        out, err = capsys.readouterr()
-        return status, out, err
-
-    yield run
-    load_settings.cache_clear()
 
 
 def _count(conn, table: str) -> int:

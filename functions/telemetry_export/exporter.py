@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 
-from telemetry_events import pb
-from telemetry_events.ids import canonical_uuid
 from telemetry_events.redaction import RedactionPolicy
-from telemetry_events.validation import event_problems
 from telemetry_export.gateway_stream import GatewayStream, SentBatch, StreamBroken
+from telemetry_export.outgoing import Unsendable, outgoing_bytes
 from telemetry_export.settings import ExporterSettings
 from telemetry_export.store import export_queue as store
 from telemetry_export.store.connection import Connection, transaction
@@ -179,38 +176,11 @@ class _Run:
         batch = _Batch({row.id: row.attempts for row in rows})
         payloads = []
         for row in rows:
-            payload, problem = self._prepare(row)
-            if problem is not None:
-                batch.quarantine[row.id] = problem
-            else:
-                payloads.append((row.id, payload))
+            try:
+                payloads.append((row.id, outgoing_bytes(row.id, row.payload, self.policy)))
+            except Unsendable as reason:
+                batch.quarantine[row.id] = str(reason)
         return batch, payloads
-
-    def _prepare(self, row: store.ClaimedRow) -> tuple[bytes, str | None]:
-        """The bytes to send for `row`, or why it can never be sent."""
-        event = pb.Event()
-        try:
-            event.ParseFromString(row.payload)
-        except DecodeError as error:
-            return b"", f"payload is not a telemetry Event: {error}"
-        try:
-            same_id = canonical_uuid(event.id) == row.id
-        except ValueError:
-            same_id = False
-        if not same_id:
-            return b"", f"payload's event ID {event.id[:80]!r} differs from the row's"
-        problems = event_problems(event, id_checked=True)
-        if problems:
-            return b"", f"invalid event: {'; '.join(problems)}"
-        if (
-            event.id == row.id
-            and not event.HasField("marketing_tracking")
-            and not event.parameters.HasField("private_metadata")
-        ):
-            return row.payload, None  # nothing to strip or respell: send the stored bytes as they are
-        event.id = row.id
-        # The policy may have been tightened since the event was queued: apply today's.
-        return self.policy.redact(event).SerializeToString(), None
 
     def _settle_answered(self) -> None:
         while self.in_flight:

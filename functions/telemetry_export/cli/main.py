@@ -21,6 +21,8 @@ SUBCOMMAND_MODULES = (
     "telemetry_export.cli.export",
     "telemetry_export.cli.jobs",
     "telemetry_export.cli.queue",
+    "telemetry_export.cli.inspect_queue",
+    "telemetry_export.cli.tail",
 )
 
 

@@ -1,0 +1,144 @@
+"""`preview`, `exported --since` and `quarantine list|requeue`: what leaves, what left, what is set aside.
+
+Every listing prints one JSON object a line, events in protojson (camelCase) as Pub/Sub
+consumers see them, so the output can be read or piped into jq.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from telemetry_events import pb
+from telemetry_events.envvars import SettingError, seconds
+from telemetry_events.ids import canonical_uuid, is_uuid
+from telemetry_export.cli.context import CommandFailed, database, settings
+from telemetry_export.outgoing import Unsendable, outgoing_bytes
+from telemetry_export.store import inspection
+from telemetry_export.store.connection import transaction
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    preview = subparsers.add_parser(
+        "preview",
+        help="show exactly what the next export would send, after redaction, as JSON",
+        description=(
+            "Decode the rows the next export run would claim and apply today's redaction, exactly as the exporter "
+            "does, without claiming or changing anything. Rows the exporter would quarantine are shown with the "
+            "reason instead."
+        ),
+    )
+    preview.add_argument("--limit", type=_positive, default=10, help="rows to show (default 10)")
+    preview.set_defaults(run=run_preview)
+
+    exported = subparsers.add_parser(
+        "exported",
+        help="show events that left this instance recently, decoded",
+        description="Show the events exported within a window (at most the cleanup retention), most recent first.",
+    )
+    exported.add_argument("--since", default="1h", help="window: seconds or 90s, 30m, 24h (default 1h)")
+    exported.add_argument("--limit", type=_positive, default=100, help="rows to show (default 100)")
+    exported.set_defaults(run=run_exported)
+
+    quarantine = subparsers.add_parser("quarantine", help="list or requeue rows set aside by the exporter")
+    commands = quarantine.add_subparsers(dest="quarantine_command", metavar="COMMAND", required=True)
+    listing = commands.add_parser("list", help="quarantined rows with their reasons, newest first")
+    listing.add_argument("--limit", type=_positive, default=100, help="rows to show (default 100)")
+    listing.set_defaults(run=run_quarantine_list)
+    requeue = commands.add_parser(
+        "requeue", help="make quarantined rows exportable again (after fixing what made them fail)"
+    )
+    which = requeue.add_mutually_exclusive_group(required=True)
+    which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event IDs to requeue")
+    which.add_argument("--all", action="store_true", help="requeue every quarantined row")
+    requeue.set_defaults(run=run_quarantine_requeue)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
+
+
+def _event_json(payload: bytes) -> dict[str, Any] | None:
+    event = pb.Event()
+    try:
+        event.ParseFromString(payload)
+    except DecodeError:
+        return None  # shown as null: the row's reason says why
+    return json_format.MessageToDict(event)
+
+
+def run_preview(args: argparse.Namespace) -> int:
+    policy = settings().redaction
+    with database() as conn, transaction(conn) as cursor:
+        rows = inspection.next_exportable(cursor, args.limit)
+    for row in rows:
+        line: dict[str, Any] = {"id": row.id, "attempts": row.attempts}
+        try:
+            line["event"] = _event_json(outgoing_bytes(row.id, row.payload, policy))
+        except Unsendable as reason:
+            line["would_quarantine"] = str(reason)
+        print(json.dumps(line, sort_keys=True))
+    return 0
+
+
+def run_exported(args: argparse.Namespace) -> int:
+    try:
+        window = seconds({"--since": args.since}, "--since", 3600.0, minimum=1)
+    except SettingError as error:
+        raise CommandFailed(str(error)) from None
+    with database() as conn, transaction(conn) as cursor:
+        rows = inspection.exported_since(cursor, window, args.limit)
+    for row in rows:
+        print(
+            json.dumps(
+                {"id": row.id, "exported_at": row.at.isoformat(), "event": _event_json(row.payload)}, sort_keys=True
+            )
+        )
+    return 0
+
+
+def run_quarantine_list(args: argparse.Namespace) -> int:
+    with database() as conn, transaction(conn) as cursor:
+        rows = inspection.quarantined(cursor, args.limit)
+    for row in rows:
+        print(
+            json.dumps(
+                {
+                    "id": row.id,
+                    "quarantined_at": row.at.isoformat(),
+                    "reason": row.note,
+                    "attempts": row.attempts,
+                    "event": _event_json(row.payload),
+                },
+                sort_keys=True,
+            )
+        )
+    return 0
+
+
+def run_quarantine_requeue(args: argparse.Namespace) -> int:
+    ids = None if args.all else _canonical_ids(args.ids)
+    with database() as conn, transaction(conn) as cursor:
+        requeued = inspection.requeue(cursor, ids)
+    print(f"requeued {len(requeued):,} row(s)")
+    if ids is not None and len(requeued) < len(ids):
+        missing = sorted(set(ids) - set(requeued))
+        raise CommandFailed(f"not quarantined (or unknown): {', '.join(missing[:5])}")
+    return 0
+
+
+def _canonical_ids(values: list[str]) -> list[str]:
+    bad = [value for value in values if not is_uuid(value)]
+    if bad:
+        raise CommandFailed(f"{bad[0]!r} is not an event ID (a UUID)")
+    return [canonical_uuid(value) for value in values]

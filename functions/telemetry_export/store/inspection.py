@@ -1,0 +1,59 @@
+"""SQL for looking into the queue without changing what the exporter does: preview, quarantine, history."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from telemetry_export.store.connection import Cursor
+
+
+class QueueRow(NamedTuple):
+    id: str
+    payload: bytes
+    attempts: int
+    at: datetime | None  # when it was exported or quarantined, for the listings that have one
+    note: str | None  # last error or quarantine reason
+
+
+def next_exportable(cursor: Cursor, limit: int) -> list[QueueRow]:
+    """The rows the next claim would take, in its order; reads only, locks nothing."""
+    cursor.execute(
+        "SELECT id::text, payload_pb, attempts, NULL::timestamptz, last_error FROM telemetry_events_export_queue"
+        " WHERE exported_at IS NULL AND quarantined_at IS NULL AND (leased_until IS NULL OR leased_until < now())"
+        " ORDER BY timestamp LIMIT %s",
+        (limit,),
+    )
+    return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
+
+
+def quarantined(cursor: Cursor, limit: int) -> list[QueueRow]:
+    """Quarantined rows, most recently set aside first."""
+    cursor.execute(
+        "SELECT id::text, payload_pb, attempts, quarantined_at, quarantine_reason FROM telemetry_events_export_queue"
+        " WHERE quarantined_at IS NOT NULL ORDER BY quarantined_at DESC, id LIMIT %s",
+        (limit,),
+    )
+    return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
+
+
+def requeue(cursor: Cursor, ids: Sequence[str] | None) -> list[str]:
+    """Makes quarantined rows exportable again with a fresh attempt count; None means all of them."""
+    cursor.execute(
+        "UPDATE telemetry_events_export_queue SET quarantined_at = NULL, attempts = 0,"
+        " last_error = 'requeued after quarantine: ' || quarantine_reason, quarantine_reason = NULL"
+        " WHERE quarantined_at IS NOT NULL AND (%s OR id = ANY(%s::uuid[])) RETURNING id::text",
+        (ids is None, "{" + ",".join(ids or ()) + "}"),
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def exported_since(cursor: Cursor, seconds: float, limit: int) -> list[QueueRow]:
+    """Rows exported in the last `seconds`, most recent first (only what cleanup has not deleted yet)."""
+    cursor.execute(
+        "SELECT id::text, payload_pb, attempts, exported_at, NULL FROM telemetry_events_export_queue"
+        " WHERE exported_at >= now() - %s * interval '1 second' ORDER BY exported_at DESC, id LIMIT %s",
+        (seconds, limit),
+    )
+    return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
