@@ -3,7 +3,7 @@
 #
 # Why Cloud Build: no local Docker daemon or registry credentials are needed, and the image is built on the same
 # platform (linux/amd64) Cloud Run runs. The build context is the repository root (the Dockerfile installs the
-# project with `pip install .`), uploaded without what .dockerignore lists.
+# gateway's dependencies and copies telemetry_events/ and gateway_run/), uploaded without what .dockerignore lists.
 #
 # Usage:
 #   scripts/build_gateway_image.sh REPOSITORY [TAG]

@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+scripts/checkov.sh --install  # checkov's own environment, so the Terraform security scan runs too
 .venv/bin/ruff check .
 exec .venv/bin/pytest -m "not slow" "$@"

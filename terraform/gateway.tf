@@ -125,12 +125,15 @@ resource "google_cloud_run_v2_service" "gateway" {
         }
       }
 
+      # Liveness asks the gateway's "liveness" service, which stays SERVING while Pub/Sub is down:
+      # restarting instances would not bring Pub/Sub back.
       liveness_probe {
         period_seconds    = 30
         timeout_seconds   = 5
         failure_threshold = 3
         grpc {
-          port = local.gateway_port
+          port    = local.gateway_port
+          service = "liveness"
         }
       }
     }

@@ -149,11 +149,13 @@ resource "google_logging_metric" "job_errors" {
   }
 }
 
+# Streams ended by a graceful shutdown also end UNAVAILABLE (the exporter reconnects elsewhere);
+# their lines carry shutdown=true and are not errors.
 resource "google_logging_metric" "gateway_errors" {
   project     = var.project_id
   name        = "telemetry_export/gateway_errors"
   description = "Gateway trouble: ERROR log lines, and streams that ended with publish failures or a server-side status (a client's INVALID_ARGUMENT or UNAUTHENTICATED is the client's problem and is not counted)."
-  filter      = "${local.gateway_log_filter} (severity>=ERROR OR jsonPayload.events_failed>0 OR jsonPayload.status=(\"INTERNAL\" OR \"UNKNOWN\" OR \"UNAVAILABLE\" OR \"DEADLINE_EXCEEDED\"))"
+  filter      = "${local.gateway_log_filter} (severity>=ERROR OR jsonPayload.events_failed>0 OR (jsonPayload.status=(\"INTERNAL\" OR \"UNKNOWN\" OR \"UNAVAILABLE\" OR \"DEADLINE_EXCEEDED\") AND NOT jsonPayload.shutdown=true))"
 
   metric_descriptor {
     metric_kind = "DELTA"
