@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from contextlib import contextmanager
 
 from telemetry_events import logs
 from telemetry_export.settings import Settings, load_settings
-from telemetry_export.store.connection import Connection, Connections, DatabaseError, InterfaceError
+from telemetry_export.store.connection import Connection, Connections, DatabaseError, InterfaceError, close_quietly
 
 
 class CommandFailed(Exception):
@@ -32,10 +33,7 @@ def database() -> Iterator[Connection]:
     try:
         yield conn
     finally:
-        try:
-            conn.close()
-        except (InterfaceError, OSError):
-            pass
+        close_quietly(conn)
         connections.close()
 
 
@@ -43,6 +41,17 @@ def _reason(error: Exception) -> str:
     if error.args and isinstance(error.args[0], dict):
         return str(error.args[0].get("M", error))
     return str(error) or type(error).__name__
+
+
+def positive_int(value: str) -> int:
+    """argparse type for counts: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return number
 
 
 class Progress:

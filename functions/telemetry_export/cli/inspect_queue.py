@@ -16,7 +16,7 @@ from google.protobuf.message import DecodeError
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError, seconds
 from telemetry_events.ids import canonical_uuid, is_uuid
-from telemetry_export.cli.context import CommandFailed, database, settings
+from telemetry_export.cli.context import CommandFailed, database, positive_int, settings
 from telemetry_export.outgoing import Unsendable, outgoing_bytes
 from telemetry_export.store import inspection
 from telemetry_export.store.connection import transaction
@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "reason instead."
         ),
     )
-    preview.add_argument("--limit", type=_positive, default=10, help="rows to show (default 10)")
+    preview.add_argument("--limit", type=positive_int, default=10, help="rows to show (default 10)")
     preview.set_defaults(run=run_preview)
 
     exported = subparsers.add_parser(
@@ -41,13 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Show the events exported within a window (at most the cleanup retention), most recent first.",
     )
     exported.add_argument("--since", default="1h", help="window: seconds or 90s, 30m, 24h (default 1h)")
-    exported.add_argument("--limit", type=_positive, default=100, help="rows to show (default 100)")
+    exported.add_argument("--limit", type=positive_int, default=100, help="rows to show (default 100)")
     exported.set_defaults(run=run_exported)
 
     quarantine = subparsers.add_parser("quarantine", help="list or requeue rows set aside by the exporter")
     commands = quarantine.add_subparsers(dest="quarantine_command", metavar="COMMAND", required=True)
     listing = commands.add_parser("list", help="quarantined rows with their reasons, newest first")
-    listing.add_argument("--limit", type=_positive, default=100, help="rows to show (default 100)")
+    listing.add_argument("--limit", type=positive_int, default=100, help="rows to show (default 100)")
     listing.set_defaults(run=run_quarantine_list)
     requeue = commands.add_parser(
         "requeue", help="make quarantined rows exportable again (after fixing what made them fail)"
@@ -56,16 +56,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event IDs to requeue")
     which.add_argument("--all", action="store_true", help="requeue every quarantined row")
     requeue.set_defaults(run=run_quarantine_requeue)
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def _event_json(payload: bytes) -> dict[str, Any] | None:

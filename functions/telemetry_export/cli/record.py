@@ -9,7 +9,7 @@ from contextlib import ExitStack
 
 from telemetry_events import pb
 from telemetry_events.validation import InvalidEventError
-from telemetry_export.cli.context import CommandFailed, Progress, database, settings
+from telemetry_export.cli.context import CommandFailed, Progress, database, positive_int, settings
 from telemetry_export.event_files import EventFileError, read_event_lines
 from telemetry_export.recording import RecordResult, record_events
 from telemetry_export.sample_events import sample_events
@@ -26,19 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="JSON Lines file of events, or - for standard input")
-    source.add_argument("--sample", type=_positive, metavar="N", help="record N realistic sample events")
+    source.add_argument("--sample", type=positive_int, metavar="N", help="record N realistic sample events")
     parser.add_argument("--seed", type=int, help="random seed for --sample, for repeatable content")
     parser.set_defaults(run=run)
-
-
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return number
 
 
 def run(args: argparse.Namespace) -> int:

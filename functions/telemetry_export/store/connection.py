@@ -127,10 +127,14 @@ class Connections:
         try:
             yield conn
         finally:
-            try:
-                conn.close()
-            except (InterfaceError, OSError):
-                pass  # already broken; closing is best-effort
+            close_quietly(conn)
+
+
+def close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except (InterfaceError, OSError):
+        pass  # already broken; closing is best-effort
 
 
 @contextmanager
