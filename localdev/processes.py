@@ -43,12 +43,13 @@ def wait_until(
 
 
 def stop_group(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM to the group, then SIGKILL to whatever is left after `grace` seconds."""
-    try:
-        pgid = os.getpgid(process.pid)
-    except ProcessLookupError:
-        process.wait()
-        return
+    """SIGTERM to the group, then SIGKILL to whatever is left after `grace` seconds.
+
+    The group's ID is the leader's PID (start_group starts a new session), so the group is
+    reached even when the leader itself was already killed and reaped, as fault tests do:
+    its children (the gateway's worker processes, say) must not outlive it.
+    """
+    pgid = process.pid
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pgid, sig)

@@ -10,6 +10,7 @@ side waits on the other. A crashed run's rows come back when their lease expires
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections import deque
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 # Batches sent and not yet settled: one being answered, one being sent behind it.
 MAX_BATCHES_IN_FLIGHT = 2
 NOT_ACKNOWLEDGED = "not acknowledged by the gateway"
+# gRPC's own words when a message is over a receive (or send) limit: "... larger than max (N vs. LIMIT)".
+_SIZE_LIMIT = re.compile(r"larger than max \((\d+) vs\. (\d+)\)")
+# Bytes a RecordEventsRequest holding one event adds to it: two tags and two length prefixes.
+_LONE_EVENT_OVERHEAD = 12
 
 
 @dataclass
@@ -66,6 +71,7 @@ class _Batch:
     sent: SentBatch | None = None
     sent_at: float = 0.0
     quarantine: dict[str, str] = field(default_factory=dict)
+    alone: dict[str, int] = field(default_factory=dict)  # rows too big to share a message -> payload bytes
 
 
 class _Run:
@@ -177,9 +183,13 @@ class _Run:
         payloads = []
         for row in rows:
             try:
-                payloads.append((row.id, outgoing_bytes(row.id, row.payload, self.policy)))
+                payload = outgoing_bytes(row.id, row.payload, self.policy)
             except Unsendable as reason:
                 batch.quarantine[row.id] = str(reason)
+                continue
+            payloads.append((row.id, payload))
+            if len(payload) + _LONE_EVENT_OVERHEAD > self.settings.max_message_bytes:
+                batch.alone[row.id] = len(payload)
         return batch, payloads
 
     def _settle_answered(self) -> None:
@@ -209,10 +219,36 @@ class _Run:
             elif out_of_time:
                 self._settle(batch, reason="unanswered when the time budget ran out", refund=True)
             else:
+                if stream is not None:
+                    self._set_aside_too_large(batch, stream)
                 self._settle(batch, reason=stream.describe_error() if stream else "stream ended", refund=True)
         self.in_flight.clear()
         if stream is not None and stream.broken and not out_of_time and not self.report.gateway_unavailable:
             self.report.stopped_because = f"gateway unavailable: {stream.describe_error()}"
+
+    def _set_aside_too_large(self, batch: _Batch, stream: GatewayStream) -> None:
+        """Quarantines the events the stream died of when it ended RESOURCE_EXHAUSTED.
+
+        Such an event travelled alone in a message over the gateway's receive limit (or the
+        channel's send limit): resent, it would end every future stream the same way, and the
+        rows behind it would never leave. The gateway names the limit; without it, every
+        unacknowledged lone event of the batch is suspect.
+        """
+        error = stream.error
+        if error is None or not batch.alone:
+            return
+        code = error.code() if hasattr(error, "code") else None
+        if code != grpc.StatusCode.RESOURCE_EXHAUSTED:
+            return
+        details = (error.details() if hasattr(error, "details") else "") or ""
+        match = _SIZE_LIMIT.search(details)
+        limit = int(match.group(2)) if match else 0
+        acknowledged = batch.sent.acknowledged if batch.sent is not None else set()
+        for row_id, size in batch.alone.items():
+            if row_id not in acknowledged and size + _LONE_EVENT_OVERHEAD > limit:
+                batch.quarantine[row_id] = (
+                    f"event of {size} bytes is larger than the gateway accepts ({details[:200]}): it can never be sent"
+                )
 
     def _settle(self, batch: _Batch, reason: str, refund: bool, sent: bool = True) -> None:
         acknowledged = batch.sent.acknowledged if batch.sent is not None and sent else set()

@@ -68,7 +68,9 @@ def request_options(request: flask.Request, allowed: Mapping[str, type]) -> dict
         return {}
     try:
         body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (ValueError, RecursionError) as error:
+        # ValueError: not JSON, not UTF-8, or an integer literal too long to convert; RecursionError:
+        # nested deeper than the decoder goes. All the caller's doing: 400, never a 500.
         raise BadRequest(f"body is not JSON: {error}") from None
     if not isinstance(body, dict):
         raise BadRequest(f"body must be a JSON object, got {type(body).__name__}")
