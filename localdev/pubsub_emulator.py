@@ -69,3 +69,21 @@ def start_emulator(port: int | None = None, timeout: float = 60.0) -> PubSubEmul
         emulator.stop()
         raise
     return emulator
+
+
+class RestartableEmulator:
+    """An emulator on a fixed port that a fault test may stop and start again (it keeps nothing in between)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.host_port = f"127.0.0.1:{self.port}"
+        self._current: PubSubEmulator | None = start_emulator(port=self.port)
+
+    def stop(self) -> None:
+        if self._current is not None:
+            self._current.stop()
+            self._current = None
+
+    def start(self) -> None:
+        """Starts it again on the same port; topics and messages are gone."""
+        self._current = start_emulator(port=self.port)

@@ -18,9 +18,8 @@ from pathlib import Path
 import pytest
 
 from localdev.gateway import DevelopmentLicence, development_licence, start_gateway
-from localdev.ports import free_port
 from localdev.postgres import PostgresCluster, PostgresUnavailable, start_cluster
-from localdev.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, start_emulator
+from localdev.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, RestartableEmulator
 from localdev.pubsub_front import PubSubFront
 
 from .harness import EXPORTER_DEFAULTS, INSTANCE_ID, PROJECT, Collector, FaultTable, Pipeline, PubSubAdmin, QueueDb
@@ -180,23 +179,6 @@ def private_cluster() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
-
-
-class RestartableEmulator:
-    """An emulator of this test's own on a fixed port, to stop and start again (it keeps nothing between)."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.host_port = f"127.0.0.1:{self.port}"
-        self._current: PubSubEmulator | None = start_emulator(port=self.port)
-
-    def stop(self) -> None:
-        if self._current is not None:
-            self._current.stop()
-            self._current = None
-
-    def start(self) -> None:
-        self._current = start_emulator(port=self.port)
 
 
 @pytest.fixture

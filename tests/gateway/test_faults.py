@@ -26,26 +26,7 @@ from gateway_testing import (
 )
 
 from localdev.gateway import DevelopmentLicence, start_gateway
-from localdev.ports import free_port
-from localdev.pubsub_emulator import PubSubEmulator, start_emulator
-
-
-class RestartableEmulator:
-    """An emulator of this test's own, that it may stop and start again on the same port."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.host_port = f"127.0.0.1:{self.port}"
-        self._current: PubSubEmulator | None = start_emulator(port=self.port)
-
-    def stop(self) -> None:
-        if self._current is not None:
-            self._current.stop()
-            self._current = None
-
-    def start(self) -> None:
-        """Starts it again; the emulator keeps nothing in between, topics included."""
-        self._current = start_emulator(port=self.port)
+from localdev.pubsub_emulator import RestartableEmulator
 
 
 @pytest.fixture
