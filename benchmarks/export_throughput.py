@@ -25,7 +25,7 @@ from google.cloud import pubsub_v1
 
 from benchmarks._database import benchmark_database
 from benchmarks._queue_fill import event_tail_bytes, fill_queue
-from localdev.gateway import development_licence, start_gateway
+from localdev.gateway import development_license, start_gateway
 from localdev.pubsub_emulator import start_emulator
 from telemetry_export.store import export_queue
 from telemetry_export.store.connection import Connections, DatabaseSettings, transaction
@@ -34,12 +34,12 @@ CLI = str(Path(sys.executable).with_name("telemetry-export"))
 PROJECT = "export-benchmark"
 
 
-def end_to_end(url: str, gateway_url: str, licence: str) -> tuple[float, dict]:
+def end_to_end(url: str, gateway_url: str, license_key: str) -> tuple[float, dict]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
         "TELEMETRY_GATEWAY_ADDR": gateway_url,
-        "TELEMETRY_LICENSE_KEY": licence,
+        "TELEMETRY_LICENSE_KEY": license_key,
         "TELEMETRY_INSTANCE_ID": "benchmark",
         "TELEMETRY_EXPORT_FUNCTION_TIMEOUT": "3600",
     }
@@ -91,16 +91,16 @@ def main() -> None:
         publisher = pubsub_v1.PublisherClient()
         topic = publisher.create_topic(name=publisher.topic_path(PROJECT, "events")).name
         probe_topic = publisher.create_topic(name=publisher.topic_path(PROJECT, "probe")).name
-        licence = development_licence()
+        dev_license = development_license()
         gateway_env = {
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "TELEMETRY_PUBSUB_TOPIC": topic,
-            "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+            "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
         }
         with benchmark_database(args.admin_url) as url, start_gateway(gateway_env) as gateway:
             with Connections(DatabaseSettings(url=url)).connection() as conn:
                 payload_size = fill_queue(conn, args.events)
-            e2e_seconds, summary = end_to_end(url, gateway.url, licence.issue(instance_id="benchmark"))
+            e2e_seconds, summary = end_to_end(url, gateway.url, dev_license.issue(instance_id="benchmark"))
             assert summary["exported"] == args.events and summary["remaining"] == 0, summary
             pg_seconds = pg_limit(url, args.events, args.batch_size)
             ps_seconds = pubsub_limit(probe_topic, args.events, b"\x0a\x24" + b"0" * 36 + event_tail_bytes())

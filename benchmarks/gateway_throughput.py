@@ -30,7 +30,7 @@ from gateway_run import settings as gateway_settings
 from gateway_run.identity import Authenticator
 from gateway_run.publisher import PubSubSink
 from gateway_run.pubsub_messages import Outgoing, prepare
-from localdev.gateway import development_licence, start_gateway
+from localdev.gateway import development_license, start_gateway
 from localdev.pubsub_emulator import start_emulator
 from telemetry_events import pb
 from telemetry_events.ids import new_event_id
@@ -103,9 +103,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="TELEMETRY_GATEWAY_WORKERS (default: its own)")
     args = parser.parse_args()
 
-    licence = development_licence()
+    dev_license = development_license()
     instance_id = "benchmark-instance"
-    license_key = licence.issue(instance_id=instance_id)
+    license_key = dev_license.issue(instance_id=instance_id)
     metadata = pb.RecordEventsRequestMetadata(
         request_id="benchmark",
         identifier=pb.Identifier(
@@ -132,7 +132,7 @@ def main() -> None:
         env = {
             "GOOGLE_CLOUD_PROJECT": PROJECT,
             "TELEMETRY_PUBSUB_TOPIC": "via-gateway",
-            "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+            "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
             "LOG_LEVEL": "WARNING",
         }
         if args.workers is not None:

@@ -3,14 +3,14 @@
 Cloud Run IAM is the outer guard (only listed invokers reach the container at all); this is the
 inner one, deciding per identifier kind:
 
-- licensed instance: a genuine, unexpired licence key (Ed25519, see licensing.py), bound to the
+- licensed instance: a genuine, unexpired license key (Ed25519, see licensing.py), bound to the
   instance when the key names one;
 - unlicensed instance: only when TELEMETRY_GATEWAY_ALLOW_UNLICENSED is true, with an instance_id;
 - managed service: a bearer token in the `authorization` request header whose SHA-256 is
   configured. On Cloud Run the caller then sends its Google ID token in
   `x-serverless-authorization`, which Cloud Run checks instead of `authorization`.
 
-Status codes follow the reference gateway where it defines them (an invalid licence key is
+Status codes follow the reference gateway where it defines them (an invalid license key is
 INVALID_ARGUMENT, an unknown identifier kind UNIMPLEMENTED) and gRPC's meanings elsewhere.
 """
 
@@ -84,13 +84,13 @@ class Authenticator:
         if not self._settings.license_public_keys:
             raise RequestRejected(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                "this gateway has no licence public key configured and cannot accept licensed instances",
+                "this gateway has no license public key configured and cannot accept licensed instances",
             )
         if not identifier.instance_id:
             raise RequestRejected(INVALID_ARGUMENT, "instance_id is required for a licensed instance")
         try:
             claims = licensing.verify(identifier.license_key, self._settings.license_public_keys)
-        except licensing.LicenceError as error:
+        except licensing.LicenseError as error:
             raise RequestRejected(INVALID_ARGUMENT, f"invalid license_key: {error}") from None
         if claims.instance_id is not None and claims.instance_id != identifier.instance_id:
             raise RequestRejected(

@@ -1,4 +1,4 @@
-"""Licence keys: minted by operators, verified by the gateway with an Ed25519 public key.
+"""License keys: minted by operators, verified by the gateway with an Ed25519 public key.
 
 A key reads `tgk1.<claims>.<signature>`: `claims` is base64url (no padding) of a compact JSON
 object, `signature` is base64url of the Ed25519 signature over the ASCII text `tgk1.<claims>`.
@@ -36,12 +36,12 @@ MAX_KEY_LENGTH = 4096
 CLOCK_SKEW_SECONDS = 300
 
 
-class LicenceError(ValueError):
-    """A licence key cannot be accepted; the message says why without repeating the key."""
+class LicenseError(ValueError):
+    """A license key cannot be accepted; the message says why without repeating the key."""
 
 
 @dataclass(frozen=True)
-class LicenceClaims:
+class LicenseClaims:
     licensee: str
     instance_id: str | None
     issued_at: int
@@ -77,10 +77,10 @@ def public_key_of(private_key_b64: str) -> str:
 
 
 def decode_public_key(public_key_b64: str) -> bytes:
-    """The raw 32 bytes of a base64 (standard or URL-safe) public key; raises LicenceError."""
+    """The raw 32 bytes of a base64 (standard or URL-safe) public key; raises LicenseError."""
     raw = _b64decode(public_key_b64.strip(), "public key")
     if len(raw) != 32:
-        raise LicenceError(f"the public key decodes to {len(raw)} bytes, an Ed25519 public key has 32")
+        raise LicenseError(f"the public key decodes to {len(raw)} bytes, an Ed25519 public key has 32")
     return raw
 
 
@@ -91,51 +91,51 @@ def issue(
     instance_id: str | None = None,
     issued_at: int | None = None,
 ) -> str:
-    """Mints a licence key for `licensee`, valid until `expires_at` (Unix seconds)."""
+    """Mints a license key for `licensee`, valid until `expires_at` (Unix seconds)."""
     if not licensee.strip():
-        raise LicenceError("the licensee must not be empty")
+        raise LicenseError("the licensee must not be empty")
     issued = int(time.time()) if issued_at is None else int(issued_at)
     if expires_at <= issued:
-        raise LicenceError("the key would expire before it was issued")
-    claims = LicenceClaims(licensee.strip(), instance_id or None, issued, int(expires_at), os.urandom(8).hex())
+        raise LicenseError("the key would expire before it was issued")
+    claims = LicenseClaims(licensee.strip(), instance_id or None, issued, int(expires_at), os.urandom(8).hex())
     payload = _b64encode(json.dumps(claims.to_json(), separators=(",", ":"), sort_keys=True).encode())
     signed = f"{KEY_PREFIX}.{payload}"
     signature = _private_key(private_key_b64).sign(signed.encode("ascii"))
     return f"{signed}.{_b64encode(signature)}"
 
 
-def verify(key: str, public_keys: Sequence[bytes], now: float | None = None) -> LicenceClaims:
-    """Returns the claims of a genuine, unexpired key; raises LicenceError otherwise.
+def verify(key: str, public_keys: Sequence[bytes], now: float | None = None) -> LicenseClaims:
+    """Returns the claims of a genuine, unexpired key; raises LicenseError otherwise.
 
     Args:
-        key: the licence key as the instance sent it.
+        key: the license key as the instance sent it.
         public_keys: raw Ed25519 public keys; a key signed by any of them is genuine.
         now: Unix time to judge expiry by (tests); the current time when None.
     """
     if not key:
-        raise LicenceError("license_key is required for a licensed instance")
+        raise LicenseError("license_key is required for a licensed instance")
     if len(key) > MAX_KEY_LENGTH:
-        raise LicenceError(f"license_key is {len(key)} characters long, at most {MAX_KEY_LENGTH} allowed")
+        raise LicenseError(f"license_key is {len(key)} characters long, at most {MAX_KEY_LENGTH} allowed")
     parts = key.split(".")
     if len(parts) != 3 or parts[0] != KEY_PREFIX:
-        raise LicenceError(f"license_key is not a licence key (expected {KEY_PREFIX}.<claims>.<signature>)")
+        raise LicenseError(f"license_key is not a license key (expected {KEY_PREFIX}.<claims>.<signature>)")
     try:
         signed = f"{parts[0]}.{parts[1]}".encode("ascii")
     except UnicodeEncodeError:
-        raise LicenceError("license_key contains characters that no licence key has") from None
+        raise LicenseError("license_key contains characters that no license key has") from None
     signature = _b64decode(parts[2], "license_key signature")
     if not public_keys:
-        raise LicenceError("no licence public key is configured")
+        raise LicenseError("no license public key is configured")
     if not any(_signed_by(raw, signature, signed) for raw in public_keys):
-        raise LicenceError(
+        raise LicenseError(
             "license_key signature does not verify: the key was forged, altered or signed by another issuer"
         )
     claims = _parse_claims(_b64decode(parts[1], "license_key claims"))
     current = time.time() if now is None else now
     if claims.expires_at <= current:
-        raise LicenceError(f"license_key expired at {_utc(claims.expires_at)} (key id {claims.key_id})")
+        raise LicenseError(f"license_key expired at {_utc(claims.expires_at)} (key id {claims.key_id})")
     if claims.issued_at > current + CLOCK_SKEW_SECONDS:
-        raise LicenceError(f"license_key is not valid before {_utc(claims.issued_at)} (key id {claims.key_id})")
+        raise LicenseError(f"license_key is not valid before {_utc(claims.issued_at)} (key id {claims.key_id})")
     return claims
 
 
@@ -152,21 +152,21 @@ def _signed_by(public_raw: bytes, signature: bytes, signed: bytes) -> bool:
     return True
 
 
-def _parse_claims(raw: bytes) -> LicenceClaims:
+def _parse_claims(raw: bytes) -> LicenseClaims:
     try:
         claims = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
-        raise LicenceError("license_key claims are not JSON") from None
+        raise LicenseError("license_key claims are not JSON") from None
     if not isinstance(claims, dict):
-        raise LicenceError("license_key claims are not a JSON object")
+        raise LicenseError("license_key claims are not a JSON object")
     licensee, instance, issued, expires, key_id = (
         claims.get(name) for name in ("licensee", "instance", "issued", "expires", "id")
     )
     if not isinstance(licensee, str) or not licensee:
-        raise LicenceError("license_key claims lack a licensee")
+        raise LicenseError("license_key claims lack a licensee")
     if instance is not None and not isinstance(instance, str):
-        raise LicenceError("license_key claims have a non-text instance")
-    return LicenceClaims(
+        raise LicenseError("license_key claims have a non-text instance")
+    return LicenseClaims(
         licensee,
         instance or None,
         _whole_seconds(issued, "issued"),
@@ -177,14 +177,14 @@ def _parse_claims(raw: bytes) -> LicenceClaims:
 
 def _whole_seconds(value: object, name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise LicenceError(f"license_key claims lack a whole-number {name} time")
+        raise LicenseError(f"license_key claims lack a whole-number {name} time")
     return value
 
 
 def _private_key(private_key_b64: str) -> Ed25519PrivateKey:
     raw = _b64decode(private_key_b64.strip(), "private key")
     if len(raw) != 32:
-        raise LicenceError(f"the private key decodes to {len(raw)} bytes, an Ed25519 private key has 32")
+        raise LicenseError(f"the private key decodes to {len(raw)} bytes, an Ed25519 private key has 32")
     return Ed25519PrivateKey.from_private_bytes(raw)
 
 
@@ -197,7 +197,7 @@ def _b64decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(normalized + "=" * (-len(normalized) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise LicenceError(f"{what} is not base64") from None
+        raise LicenseError(f"{what} is not base64") from None
 
 
 def _utc(seconds: int) -> str:

@@ -40,7 +40,7 @@ class StreamContext:
     """What every message of one stream shares; small and picklable, it travels with each batch."""
 
     source: str  # the publisher.source attribute
-    metadata_json: str  # the stream's metadata as protojson, licence key replaced by its fingerprint
+    metadata_json: str  # the stream's metadata as protojson, license key replaced by its fingerprint
     managed: bool  # managed services are told about unpublishable events instead of having them acknowledged
     request_id: str = ""
 

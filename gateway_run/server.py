@@ -88,7 +88,7 @@ async def serve(settings: Settings) -> None:
             "pubsub_emulator_host": settings.emulator_host,
             "dev_mode": settings.dev_mode,
             "workers": settings.workers,
-            "licence_public_keys": len(settings.license_public_keys),
+            "license_public_keys": len(settings.license_public_keys),
             "allow_unlicensed": settings.allow_unlicensed,
             "service_tokens": len(settings.service_token_sha256),
         },

@@ -21,7 +21,7 @@ from pathlib import Path
 import pg8000.dbapi
 
 from localdev.functions import start_function
-from localdev.gateway import development_licence, start_gateway
+from localdev.gateway import development_license, start_gateway
 from localdev.postgres import PostgresUnavailable, start_cluster
 from localdev.processes import ServiceStartError
 from localdev.pubsub_emulator import EmulatorUnavailable, start_emulator
@@ -81,14 +81,14 @@ def run(events: int, shown: int) -> dict[str, int]:
         ).name
         print(f"Pub/Sub emulator    {emulator.host_port} (topic {topic})")
 
-        licence = development_licence()
+        dev_license = development_license()
         gateway = stack.enter_context(
             start_gateway(
                 {
                     "GOOGLE_CLOUD_PROJECT": PROJECT,
                     "TELEMETRY_PUBSUB_TOPIC": topic,
                     "TELEMETRY_PUBSUB_DEADLETTER_TOPIC": deadletter,
-                    "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+                    "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
                 }
             )
         )
@@ -98,7 +98,7 @@ def run(events: int, shown: int) -> dict[str, int]:
             **os.environ,
             "DATABASE_URL": database_url,
             "TELEMETRY_GATEWAY_ADDR": gateway.url,
-            "TELEMETRY_LICENSE_KEY": licence.issue(instance_id="demo-instance"),
+            "TELEMETRY_LICENSE_KEY": dev_license.issue(instance_id="demo-instance"),
             "TELEMETRY_INSTANCE_ID": "demo-instance",
             "TELEMETRY_EXTERNAL_URL": "https://sourcegraph.demo.example",
         }

@@ -9,7 +9,7 @@ The child runs in its own process group on a free port; `start_gateway` returns 
 health answers SERVING (or, with `require_serving=False`, answers at all). Its JSON log lines
 are kept in a file: `log_text()`, `log_records()`.
 
-`development_licence()` makes a throwaway signing key pair and licence keys signed with it, so
+`development_license()` makes a throwaway signing key pair and license keys signed with it, so
 a test or demo can run a licensed exporter without any operator key.
 """
 
@@ -193,14 +193,14 @@ def start_gateway(
 
 
 @dataclass(frozen=True)
-class DevelopmentLicence:
+class DevelopmentLicense:
     """A throwaway signing key pair; `public_key` is the gateway's TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY."""
 
     private_key: str
     public_key: str
 
     def issue(self, licensee: str = "Local Development", instance_id: str | None = None, days: float = 30) -> str:
-        """A licence key signed by this pair, valid for `days` (negative: already expired)."""
+        """A license key signed by this pair, valid for `days` (negative: already expired)."""
         from gateway_run import licensing
 
         now = int(time.time())
@@ -209,8 +209,8 @@ class DevelopmentLicence:
         return licensing.issue(self.private_key, licensee, expires, instance_id=instance_id, issued_at=issued)
 
 
-def development_licence() -> DevelopmentLicence:
+def development_license() -> DevelopmentLicense:
     from gateway_run import licensing
 
     private_key, public_key = licensing.generate_keypair()
-    return DevelopmentLicence(private_key, public_key)
+    return DevelopmentLicense(private_key, public_key)

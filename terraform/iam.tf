@@ -1,7 +1,7 @@
 # One service account per workload, each holding only what its job needs:
 #
 #   exporter  (export_events)           Cloud SQL client + instance user on this instance; run.invoker on the gateway;
-#                                       secretAccessor on the licence key secret
+#                                       secretAccessor on the license key secret
 #   cleanup   (cleanup_exported_events) Cloud SQL client + instance user on this instance
 #   metrics   (report_queue_metrics)    Cloud SQL client + instance user on this instance; monitoring.metricWriter
 #   gateway   (Cloud Run)               publisher on the events and dead-letter topics; viewer on the events topic

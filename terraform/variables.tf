@@ -349,7 +349,7 @@ variable "external_url" {
 }
 
 variable "license_key_secret" {
-  description = "Secret Manager secret ID (in this project) holding the licence key, passed to the exporter as TELEMETRY_LICENSE_KEY. Create it before applying (docs/deploy.md); null exports as an unlicensed instance. The key never enters Terraform state."
+  description = "Secret Manager secret ID (in this project) holding the license key, passed to the exporter as TELEMETRY_LICENSE_KEY. Create it before applying (docs/deploy.md); null exports as an unlicensed instance. The key never enters Terraform state."
   type        = string
   default     = null
 }
@@ -505,7 +505,7 @@ variable "gateway_extra_invokers" {
 }
 
 variable "gateway_license_public_keys" {
-  description = "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY: base64 Ed25519 public keys that verify licence keys (public, so not secrets). Two keys let a key rotate without a gap. Empty: licensed identifiers are refused."
+  description = "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY: base64 Ed25519 public keys that verify license keys (public, so not secrets). Two keys let a key rotate without a gap. Empty: licensed identifiers are refused."
   type        = list(string)
   default     = []
 

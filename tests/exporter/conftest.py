@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pytest
 from google.cloud import pubsub_v1
 
-from localdev.gateway import development_licence, start_gateway
+from localdev.gateway import development_license, start_gateway
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.redaction import policy_from
 from telemetry_export.recording import record_events
@@ -84,20 +84,20 @@ def _topic_with_subscription(name: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def live_gateway(pubsub_emulator) -> Iterator[LiveGateway]:
-    """`python -m gateway_run` on the emulator, with a licence public key; a fresh topic per module."""
+    """`python -m gateway_run` on the emulator, with a license public key; a fresh topic per module."""
     suffix = uuid.uuid4().hex[:8]
     topic, subscription = _topic_with_subscription(f"events-{suffix}")
     deadletter, _ = _topic_with_subscription(f"deadletter-{suffix}")
-    licence = development_licence()
+    dev_license = development_license()
     env = {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "TELEMETRY_PUBSUB_TOPIC": topic,
         "TELEMETRY_PUBSUB_DEADLETTER_TOPIC": deadletter,
-        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
         "PUBSUB_EMULATOR_HOST": pubsub_emulator.host_port,
     }
     with start_gateway(env) as process:
-        yield LiveGateway(process.url, subscription, licence.issue(instance_id="test-instance"), process)
+        yield LiveGateway(process.url, subscription, dev_license.issue(instance_id="test-instance"), process)
 
 
 def message_body(message) -> dict:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from localdev.gateway import DevelopmentLicence, development_licence, start_gateway
+from localdev.gateway import DevelopmentLicense, development_license, start_gateway
 from localdev.postgres import PostgresCluster, PostgresUnavailable, start_cluster
 from localdev.pubsub_emulator import EmulatorUnavailable, PubSubEmulator, RestartableEmulator
 from localdev.pubsub_front import PubSubFront
@@ -42,21 +42,21 @@ def fault_table() -> Iterator[FaultTable]:
 
 
 @pytest.fixture(scope="session")
-def licence() -> DevelopmentLicence:
-    return development_licence()
+def dev_license() -> DevelopmentLicense:
+    return development_license()
 
 
 @pytest.fixture(scope="session")
-def license_key(licence: DevelopmentLicence) -> str:
-    return licence.issue(licensee="Fault Suite", instance_id=INSTANCE_ID)
+def license_key(dev_license: DevelopmentLicense) -> str:
+    return dev_license.issue(licensee="Fault Suite", instance_id=INSTANCE_ID)
 
 
-def gateway_settings(licence: DevelopmentLicence, topic: str, pubsub_host: str, **extra: str) -> dict[str, str]:
+def gateway_settings(dev_license: DevelopmentLicense, topic: str, pubsub_host: str, **extra: str) -> dict[str, str]:
     """The gateway of a scenario: one worker (the machine has two cores for everything) and short timeouts."""
     return {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "TELEMETRY_PUBSUB_TOPIC": topic,
-        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
         "PUBSUB_EMULATOR_HOST": pubsub_host,
         "TELEMETRY_GATEWAY_WORKERS": "1",
         "TELEMETRY_GATEWAY_PUBLISH_TIMEOUT": "3",
@@ -89,7 +89,7 @@ MakePipeline = Callable[..., Pipeline]
 
 @pytest.fixture
 def make_pipeline(
-    postgres_server, pubsub_emulator: PubSubEmulator, licence: DevelopmentLicence, license_key: str, tmp_path: Path
+    postgres_server, pubsub_emulator: PubSubEmulator, dev_license: DevelopmentLicense, license_key: str, tmp_path: Path
 ) -> Iterator[MakePipeline]:
     """Builds pipelines; everything they started is stopped and their databases dropped afterwards."""
     pipelines: list[Pipeline] = []
@@ -122,7 +122,7 @@ def make_pipeline(
         # Every publish goes through a front that forwards it and notes whether its answer got back.
         front = PubSubFront(pubsub_upstream or emulator_host).start()
         fronts.append(front)
-        env = gateway_settings(licence, topic, front.host_port, **(gateway_extra or {}))
+        env = gateway_settings(dev_license, topic, front.host_port, **(gateway_extra or {}))
         workdir = tmp_path / f"pipeline-{len(pipelines) + 1}"
         workdir.mkdir()
         log_path = workdir / "gateway-0.log"

@@ -165,10 +165,10 @@ class GatewayUnderAbuse:
 
 
 @pytest.fixture(scope="module")
-def abused_gateway(pubsub_emulator, licence, license_key) -> Iterator[GatewayUnderAbuse]:
+def abused_gateway(pubsub_emulator, dev_license, license_key) -> Iterator[GatewayUnderAbuse]:
     admin = PubSubAdmin(pubsub_emulator.host_port)
     topic, subscription = admin.create(f"abuse-{uuid.uuid4().hex[:10]}")
-    env = gateway_settings(licence, topic, pubsub_emulator.host_port, LOG_LEVEL="info")
+    env = gateway_settings(dev_license, topic, pubsub_emulator.host_port, LOG_LEVEL="info")
     with start_gateway(env) as process:
         yield GatewayUnderAbuse(process, Collector(admin, subscription), license_key)
 

@@ -1,11 +1,11 @@
-"""Nothing sensitive leaves, the licence key appears nowhere, bad identities are refused, SQL takes only parameters.
+"""Nothing sensitive leaves, the license key appears nowhere, bad identities are refused, SQL takes only parameters.
 
 - A property test: 1,275 events with random sensitive content, recorded under random instance
   allowlists, exported under three exporter allowlists through one real gateway with its own
   (central) allowlist, into the emulator. Each message must carry exactly the private metadata
   all three policies allow, and never marketing tracking; canary strings planted in fields that
-  must never leave appear in no message; the licence key appears in no message and no log.
-- Identity, seen from the exporter: forged, expired, foreign and misdirected licence keys are
+  must never leave appear in no message; the license key appears in no message and no log.
+- Identity, seen from the exporter: forged, expired, foreign and misdirected license keys are
   refused by the real gateway and cost the queue nothing. (tests/gateway/test_licensing.py
   checks verification itself; tests/gateway/test_protocol_violations.py every identity
   violation on the wire, unknown service tokens among them.)
@@ -29,7 +29,7 @@ from google.protobuf import json_format
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from localdev.gateway import DevelopmentLicence, development_licence
+from localdev.gateway import DevelopmentLicense, development_license
 from telemetry_events import pb
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.ids import new_event_id
@@ -195,7 +195,7 @@ def check_round(pipeline: Pipeline, sent: dict[str, Sent], exporter_allowlist: s
     return shown
 
 
-def test_nothing_sensitive_leaves_and_the_licence_key_appears_nowhere(make_pipeline: MakePipeline) -> None:
+def test_nothing_sensitive_leaves_and_the_license_key_appears_nowhere(make_pipeline: MakePipeline) -> None:
     pipeline = make_pipeline(
         gateway_extra={"TELEMETRY_ALLOWLIST": GATEWAY_ALLOWLIST, "LOG_LEVEL": "debug"},
         exporter_extra={"LOG_LEVEL": "debug"},
@@ -240,7 +240,7 @@ def test_nothing_sensitive_leaves_and_the_licence_key_appears_nowhere(make_pipel
     # The property was tested, not dodged: every outcome of redaction occurred many times.
     assert min(shown.values()) >= 20, shown
 
-    # The licence key: in no message body or attribute, no gateway log line, no exporter output.
+    # The license key: in no message body or attribute, no gateway log line, no exporter output.
     key = pipeline.license_key
     secrets = [key, *key.split(".")[1:]]
     everything = [m.data + json.dumps(m.attributes).encode() for m in pipeline.collector.messages.values()]
@@ -250,7 +250,7 @@ def test_nothing_sensitive_leaves_and_the_licence_key_appears_nowhere(make_pipel
     for secret in secrets:
         assert not any(secret.encode() in raw for raw in everything)
         assert not any(secret in text for text in logs)
-    # In its place: the fingerprint, so that the metadata still says which licence sent it.
+    # In its place: the fingerprint, so that the metadata still says which license sent it.
     fingerprint = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
     metadata = json.loads(next(iter(pipeline.collector.messages.values())).data)["metadata"]
     assert metadata["identifier"]["licensedInstance"]["licenseKey"] == fingerprint
@@ -268,25 +268,25 @@ def forged(key: str) -> str:
     return f"{prefix}.{rewritten}.{signature}"
 
 
-def test_bad_licence_keys_are_refused_and_cost_the_queue_nothing(
-    make_pipeline: MakePipeline, licence: DevelopmentLicence, license_key: str
+def test_bad_license_keys_are_refused_and_cost_the_queue_nothing(
+    make_pipeline: MakePipeline, dev_license: DevelopmentLicense, license_key: str
 ) -> None:
     pipeline = make_pipeline()
     recorded = pipeline.db.record(300, seed=41)
     bad_keys = {
         "forged (claims rewritten)": (forged(license_key), "INVALID_ARGUMENT", "signature does not verify"),
-        "expired": (licence.issue(instance_id=INSTANCE_ID, days=-1), "INVALID_ARGUMENT", "expired"),
+        "expired": (dev_license.issue(instance_id=INSTANCE_ID, days=-1), "INVALID_ARGUMENT", "expired"),
         "signed by another issuer": (
-            development_licence().issue(instance_id=INSTANCE_ID),
+            development_license().issue(instance_id=INSTANCE_ID),
             "INVALID_ARGUMENT",
             "signature does not verify",
         ),
         "issued to another instance": (
-            licence.issue(instance_id="someone-else"),
+            dev_license.issue(instance_id="someone-else"),
             "PERMISSION_DENIED",
             "another instance",
         ),
-        "not a licence key": ("sk-live-0123456789abcdef0123456789", "INVALID_ARGUMENT", "not a licence key"),
+        "not a license key": ("sk-live-0123456789abcdef0123456789", "INVALID_ARGUMENT", "not a license key"),
     }
     for name, (key, status, reason) in bad_keys.items():
         exporter = pipeline.export_once(TELEMETRY_LICENSE_KEY=key)

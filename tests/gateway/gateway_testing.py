@@ -18,7 +18,7 @@ import grpc
 from google.api_core.exceptions import DeadlineExceeded
 from google.protobuf import json_format
 
-from localdev.gateway import DevelopmentLicence, GatewayProcess
+from localdev.gateway import DevelopmentLicense, GatewayProcess
 from telemetry_events import pb
 from telemetry_events.ids import new_event_id
 
@@ -284,10 +284,10 @@ class Gateway:
         return self.process.address
 
 
-def gateway_env(licence: DevelopmentLicence, service_token: ServiceToken, **extra: str) -> dict[str, str]:
+def gateway_env(dev_license: DevelopmentLicense, service_token: ServiceToken, **extra: str) -> dict[str, str]:
     env = {
         "GOOGLE_CLOUD_PROJECT": PROJECT,
-        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": licence.public_key,
+        "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
         "TELEMETRY_GATEWAY_ALLOW_UNLICENSED": "true",
         "TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256": service_token.sha256,
         # Small, so that an oversized event costs the test little.

@@ -25,7 +25,7 @@ from gateway_testing import (
     make_event,
 )
 
-from localdev.gateway import DevelopmentLicence, start_gateway
+from localdev.gateway import DevelopmentLicense, start_gateway
 from localdev.pubsub_emulator import RestartableEmulator
 
 
@@ -45,11 +45,11 @@ def batch(count: int, start: int = 0) -> list:
 
 
 def test_pubsub_stopping_mid_stream_leaves_events_unacknowledged_and_publishing_resumes_after_restart(
-    own_emulator: RestartableEmulator, licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    own_emulator: RestartableEmulator, dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     topic_id, subscription = PubSub().topic("outage")
     env = gateway_env(
-        licence,
+        dev_license,
         service_token,
         TELEMETRY_PUBSUB_TOPIC=topic_id,
         PUBSUB_EMULATOR_HOST=own_emulator.host_port,
@@ -88,10 +88,10 @@ def test_pubsub_stopping_mid_stream_leaves_events_unacknowledged_and_publishing_
 
 
 def test_sigterm_during_a_stream_drains_and_exits_within_the_grace(
-    pubsub: PubSub, licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    pubsub: PubSub, dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     topic_id, subscription = pubsub.topic("sigterm")
-    env = gateway_env(licence, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
+    env = gateway_env(dev_license, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
     batches = [batch(400, 1000 * n) for n in range(25)]
 
     with start_gateway(env) as gateway:
@@ -122,12 +122,12 @@ def test_sigterm_during_a_stream_drains_and_exits_within_the_grace(
 
 
 def test_sigterm_exits_within_the_grace_even_when_pubsub_hangs(
-    licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     # A "Pub/Sub" that accepts connections and never answers: every publish hangs.
     with socket.create_server(("127.0.0.1", 0)) as blackhole:
         env = gateway_env(
-            licence,
+            dev_license,
             service_token,
             TELEMETRY_PUBSUB_TOPIC="events",
             PUBSUB_EMULATOR_HOST=f"127.0.0.1:{blackhole.getsockname()[1]}",
@@ -163,10 +163,10 @@ def worker_pids(parent: int) -> list[int]:
 
 
 def test_a_dead_worker_costs_only_its_batch(
-    pubsub: PubSub, licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    pubsub: PubSub, dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     topic_id, subscription = pubsub.topic("dead-worker")
-    env = gateway_env(licence, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
+    env = gateway_env(dev_license, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
     first, second, third = batch(10), batch(10, 100), batch(10, 200)
 
     with start_gateway(env) as gateway:

@@ -11,15 +11,15 @@ import pytest
 from gateway_testing import PROJECT, PubSub, ServiceToken, gateway_env
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from localdev.gateway import DevelopmentLicence, start_gateway
+from localdev.gateway import DevelopmentLicense, start_gateway
 from localdev.processes import ServiceStartError
 
 
 def test_health_is_serving_only_while_the_topic_exists(
-    pubsub: PubSub, licence: DevelopmentLicence, service_token: ServiceToken
+    pubsub: PubSub, dev_license: DevelopmentLicense, service_token: ServiceToken
 ) -> None:
     topic_id = f"appears-later-{uuid.uuid4().hex[:8]}"
-    env = gateway_env(licence, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
+    env = gateway_env(dev_license, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id)
 
     with start_gateway(env, require_serving=False) as gateway:
         assert gateway.health() == "NOT_SERVING"
@@ -59,8 +59,8 @@ def test_an_invalid_setting_stops_the_start_with_the_variable_named() -> None:
     assert '"severity": "ERROR"' in completed.stderr
 
 
-def test_a_port_in_use_stops_the_start(gateway, licence: DevelopmentLicence, service_token: ServiceToken) -> None:
-    env = gateway_env(licence, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0")
+def test_a_port_in_use_stops_the_start(gateway, dev_license: DevelopmentLicense, service_token: ServiceToken) -> None:
+    env = gateway_env(dev_license, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0")
 
     with pytest.raises(ServiceStartError, match="exited with status 1"):
         start_gateway(env, port=gateway.process.port, timeout=20)

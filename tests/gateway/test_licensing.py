@@ -1,4 +1,4 @@
-"""Licence keys: genuine ones verify, everything else is refused with a reason, and the key stays secret."""
+"""License keys: genuine ones verify, everything else is refused with a reason, and the key stays secret."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway_run import licensing
-from gateway_run.licensing import LicenceError
+from gateway_run.licensing import LicenseError
 from telemetry_export.cli import license as license_cli
 from telemetry_export.cli.context import CommandFailed
 
@@ -59,10 +59,10 @@ def test_any_of_several_public_keys_may_verify_during_a_rotation(keypair: tuple[
         ("claims altered", "signature does not verify"),
         ("signature altered", "signature does not verify"),
         ("truncated", "signature does not verify"),
-        ("another format", "not a licence key"),
+        ("another format", "not a license key"),
         ("empty", "license_key is required"),
         ("enormous", "at most 4096"),
-        ("non-ASCII", "characters that no licence key has"),
+        ("non-ASCII", "characters that no license key has"),
         ("signature not base64", "not base64"),
     ],
 )
@@ -87,13 +87,13 @@ def test_a_key_that_is_not_genuine_and_current_is_refused(keypair: tuple[str, st
         "signature not base64": f"{prefix}.{claims}.!!!",
     }
 
-    with pytest.raises(LicenceError, match=message) as raised:
+    with pytest.raises(LicenseError, match=message) as raised:
         licensing.verify(keys[name], public(keypair), now=NOW)
     assert good not in str(raised.value)
 
 
 def test_verification_without_a_public_key_refuses(keypair: tuple[str, str]) -> None:
-    with pytest.raises(LicenceError, match="no licence public key"):
+    with pytest.raises(LicenseError, match="no license public key"):
         licensing.verify(mint(keypair), [], now=NOW)
 
 
@@ -102,8 +102,8 @@ _FUZZ_PUBLIC_KEY = licensing.decode_public_key(licensing.generate_keypair()[1])
 
 @settings(max_examples=300, deadline=None)
 @given(st.one_of(st.text(max_size=300), st.builds("tgk1.{}.{}".format, st.text(max_size=100), st.text(max_size=100))))
-def test_arbitrary_text_is_refused_with_a_licence_error_and_nothing_else(text: str) -> None:
-    with pytest.raises(LicenceError):
+def test_arbitrary_text_is_refused_with_a_license_error_and_nothing_else(text: str) -> None:
+    with pytest.raises(LicenseError):
         licensing.verify(text, [_FUZZ_PUBLIC_KEY], now=NOW)
 
 
@@ -122,7 +122,7 @@ def test_public_keys_are_accepted_in_either_base64_alphabet(keypair: tuple[str, 
     urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     assert licensing.decode_public_key(urlsafe) == raw
-    with pytest.raises(LicenceError, match="32"):
+    with pytest.raises(LicenseError, match="32"):
         licensing.decode_public_key(base64.b64encode(b"short").decode())
 
 

@@ -27,7 +27,7 @@ from gateway_testing import (
     unlicensed_metadata,
 )
 
-from localdev.gateway import DevelopmentLicence, development_licence, start_gateway
+from localdev.gateway import DevelopmentLicense, development_license, start_gateway
 from telemetry_events import pb
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -35,7 +35,7 @@ INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 
 @dataclass
 class Kit:
-    licence: DevelopmentLicence
+    dev_license: DevelopmentLicense
     license_key: str
     token: ServiceToken
 
@@ -95,26 +95,26 @@ VIOLATIONS: dict[str, Violation] = {
     "request_id too long": Violation(
         lambda kit: [licensed_metadata(kit.license_key, request_id="r" * 1000)], INVALID_ARGUMENT, "request_id"
     ),
-    "licensed without licence key": Violation(
+    "licensed without license key": Violation(
         lambda kit: [licensed_metadata("")], INVALID_ARGUMENT, "license_key is required"
     ),
-    "licence key that is not one": Violation(
-        lambda kit: [licensed_metadata("sk-0123456789abcdef")], INVALID_ARGUMENT, "not a licence key"
+    "license key that is not one": Violation(
+        lambda kit: [licensed_metadata("sk-0123456789abcdef")], INVALID_ARGUMENT, "not a license key"
     ),
-    "licence key with altered claims": Violation(
+    "license key with altered claims": Violation(
         lambda kit: [licensed_metadata(tampered(kit.license_key))], INVALID_ARGUMENT, "signature does not verify"
     ),
-    "licence key signed by another issuer": Violation(
-        lambda kit: [licensed_metadata(development_licence().issue(instance_id=INSTANCE_ID))],
+    "license key signed by another issuer": Violation(
+        lambda kit: [licensed_metadata(development_license().issue(instance_id=INSTANCE_ID))],
         INVALID_ARGUMENT,
         "signature does not verify",
     ),
-    "expired licence key": Violation(
-        lambda kit: [licensed_metadata(kit.licence.issue(instance_id=INSTANCE_ID, days=-1))],
+    "expired license key": Violation(
+        lambda kit: [licensed_metadata(kit.dev_license.issue(instance_id=INSTANCE_ID, days=-1))],
         INVALID_ARGUMENT,
         "expired",
     ),
-    "licence key of another instance": Violation(
+    "license key of another instance": Violation(
         lambda kit: [licensed_metadata(kit.license_key, instance_id="someone-else")],
         grpc.StatusCode.PERMISSION_DENIED,
         "another instance",
@@ -189,10 +189,10 @@ def assert_still_serving(gateway: Gateway, license_key: str) -> None:
 
 @pytest.mark.parametrize("name", list(VIOLATIONS))
 def test_violation_is_answered_with_its_status_and_the_gateway_keeps_serving(
-    name: str, gateway: Gateway, licence: DevelopmentLicence, license_key: str, service_token: ServiceToken
+    name: str, gateway: Gateway, dev_license: DevelopmentLicense, license_key: str, service_token: ServiceToken
 ) -> None:
     violation = VIOLATIONS[name]
-    kit = Kit(licence, license_key, service_token)
+    kit = Kit(dev_license, license_key, service_token)
     requests, headers = violation.requests(kit), violation.headers(kit)
 
     if violation.unary:
@@ -221,10 +221,10 @@ def test_batches_accepted_before_a_violation_are_still_answered(gateway: Gateway
 
 
 def test_a_gateway_without_public_key_or_unlicensed_permission_refuses_both(
-    licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     env = gateway_env(
-        licence,
+        dev_license,
         service_token,
         TELEMETRY_GATEWAY_DEV_MODE="true",
         TELEMETRY_GATEWAY_WORKERS="0",
@@ -236,6 +236,6 @@ def test_a_gateway_without_public_key_or_unlicensed_permission_refuses_both(
         unlicensed = record_events(process.address, [unlicensed_metadata(), event_batch()])
         managed_ok = record_events(process.address, [managed(), event_batch()], service_token.headers)
 
-    assert licensed.code == grpc.StatusCode.FAILED_PRECONDITION and "no licence public key" in licensed.details
+    assert licensed.code == grpc.StatusCode.FAILED_PRECONDITION and "no license public key" in licensed.details
     assert unlicensed.code == grpc.StatusCode.PERMISSION_DENIED and "only licensed" in unlicensed.details
     assert managed_ok.code == grpc.StatusCode.OK and len(managed_ok.acknowledged) == 1

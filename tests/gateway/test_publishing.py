@@ -23,7 +23,7 @@ from gateway_testing import (
     unlicensed_metadata,
 )
 
-from localdev.gateway import DevelopmentLicence, start_gateway
+from localdev.gateway import DevelopmentLicense, start_gateway
 from telemetry_events import pb
 
 
@@ -90,7 +90,7 @@ def test_batches_land_in_the_topic_with_exact_bodies_and_attributes(
         assert message.attributes == expected_attributes(sent[event_id], "licensed_instance")
 
 
-def test_sensitive_fields_and_the_licence_key_never_leave(gateway: Gateway, pubsub: PubSub, license_key: str) -> None:
+def test_sensitive_fields_and_the_license_key_never_leave(gateway: Gateway, pubsub: PubSub, license_key: str) -> None:
     events = [make_event(n) for n in range(10)] + [make_event(n, feature="example", action="example") for n in range(3)]
 
     result = record_events(gateway.address, [licensed_metadata(license_key), events_request(events)])
@@ -196,10 +196,10 @@ def test_unlicensed_instances_are_accepted_when_allowed(gateway: Gateway, pubsub
 
 
 def test_in_process_workers_publish_the_same_way(
-    pubsub: PubSub, licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    pubsub: PubSub, dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
     topic_id, subscription = pubsub.topic("in-process")
-    env = gateway_env(licence, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id, TELEMETRY_GATEWAY_WORKERS="0")
+    env = gateway_env(dev_license, service_token, TELEMETRY_PUBSUB_TOPIC=topic_id, TELEMETRY_GATEWAY_WORKERS="0")
     events = [make_event(n) for n in range(30)]
 
     with start_gateway(env) as process:
@@ -214,9 +214,9 @@ def test_in_process_workers_publish_the_same_way(
 
 
 def test_development_mode_logs_each_payload_instead_of_publishing(
-    licence: DevelopmentLicence, service_token: ServiceToken, license_key: str
+    dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
-    env = gateway_env(licence, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0")
+    env = gateway_env(dev_license, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0")
     env["GOOGLE_CLOUD_PROJECT"] = ""
     event = make_event(7)
 

@@ -1,4 +1,4 @@
-"""`telemetry-export license`: make the gateway's signing key pair, issue licence keys, check one.
+"""`telemetry-export license`: make the gateway's signing key pair, issue license keys, check one.
 
     telemetry-export license keygen --private-key-file signing.key
     telemetry-export license issue --licensee "Acme Corp" --instance INSTANCE_ID --days 365 \\
@@ -6,9 +6,9 @@
     telemetry-export license verify KEY --public-key BASE64
 
 The public key printed by `keygen` is the gateway's TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY; the
-private key stays with whoever issues licences. Every flag has an environment twin
+private key stays with whoever issues licenses. Every flag has an environment twin
 (TELEMETRY_LICENSE_PRIVATE_KEY, TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY). The key format and its
-checks live in gateway_run.licensing, imported only when a licence command runs.
+checks live in gateway_run.licensing, imported only when a license command runs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ PUBLIC_KEY_VARIABLE = "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    parser = subparsers.add_parser("license", help="make signing keys, issue and verify licence keys")
+    parser = subparsers.add_parser("license", help="make signing keys, issue and verify license keys")
     commands = parser.add_subparsers(dest="license_command", metavar="ACTION", required=True)
 
     keygen = commands.add_parser("keygen", help="make a new signing key pair; prints the public key")
@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     keygen.set_defaults(run=run_keygen)
 
-    issue = commands.add_parser("issue", help="mint a licence key; prints it on stdout")
+    issue = commands.add_parser("issue", help="mint a license key; prints it on stdout")
     issue.add_argument("--licensee", required=True, help="who the key is issued to (shown in the gateway's logs)")
     issue.add_argument("--instance", help="bind the key to this instance ID (default: valid for any instance)")
     until = issue.add_mutually_exclusive_group()
@@ -44,8 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     issue.add_argument("--private-key-file", type=Path, help=f"the signing key (default: ${PRIVATE_KEY_VARIABLE})")
     issue.set_defaults(run=run_issue)
 
-    verify = commands.add_parser("verify", help="check a licence key and print its claims as JSON")
-    verify.add_argument("key", help="the licence key, or - to read it from stdin")
+    verify = commands.add_parser("verify", help="check a license key and print its claims as JSON")
+    verify.add_argument("key", help="the license key, or - to read it from stdin")
     verify.add_argument("--public-key", help=f"base64 public key (default: ${PUBLIC_KEY_VARIABLE})")
     verify.set_defaults(run=run_verify)
 
@@ -74,7 +74,7 @@ def run_issue(args: argparse.Namespace) -> int:
     expires_at = _parse_time(args.expires) if args.expires else now + int(args.days * 86400)
     try:
         key = licensing.issue(private_key, args.licensee, expires_at, instance_id=args.instance, issued_at=now)
-    except licensing.LicenceError as error:
+    except licensing.LicenseError as error:
         raise _error(str(error)) from None
     print(key)
     return 0
@@ -90,7 +90,7 @@ def run_verify(args: argparse.Namespace) -> int:
     try:
         keys = [licensing.decode_public_key(item) for item in public_key.split(",") if item.strip()]
         claims = licensing.verify(key, keys)
-    except licensing.LicenceError as error:
+    except licensing.LicenseError as error:
         raise _error(str(error)) from None
     print(json.dumps({**claims.to_json(), "fingerprint": licensing.fingerprint(key)}, indent=2))
     return 0
