@@ -25,11 +25,11 @@ from typing import Any
 
 import grpc
 
-from gateway_run import licensing, protojson
+from gateway_run import licensing
 from gateway_run.errors import RequestRejected
 from gateway_run.pubsub_messages import StreamContext
 from gateway_run.settings import Settings
-from telemetry_events import pb
+from telemetry_events import pb, protojson
 
 MAX_REQUEST_ID_LENGTH = 256
 MAX_SERVICE_ID_LENGTH = 256

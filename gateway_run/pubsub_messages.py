@@ -13,8 +13,9 @@ from typing import Any
 
 from google.protobuf import text_format
 
-from gateway_run.protojson import EncodeError, dumps, message_to_json
 from telemetry_events import pb
+from telemetry_events.protojson import EncodeError, dumps, message_to_json
+from telemetry_events.published_form import merge_legacy_metadata
 from telemetry_events.redaction import RedactionPolicy
 from telemetry_events.validation import event_problems
 
@@ -63,22 +64,6 @@ class Unpublishable:
     detail: str
     size: int
     dead_letter: Outgoing = field(repr=False)
-
-
-def merge_legacy_metadata(event: pb.Event) -> None:
-    """Moves `legacy_metadata` (int64, from older writers) into `metadata` (double).
-
-    A key present in both keeps its `metadata` value: a writer that set the newer field meant it.
-    """
-    parameters = event.parameters
-    if not parameters.legacy_metadata:
-        return
-    metadata = parameters.metadata
-    legacy = parameters.legacy_metadata
-    for key in legacy:
-        if key not in metadata:
-            metadata[key] = float(legacy[key])
-    parameters.ClearField("legacy_metadata")
 
 
 def attributes_for(source: str, event: pb.Event) -> dict[str, str]:

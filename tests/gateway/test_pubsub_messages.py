@@ -13,12 +13,12 @@ from gateway_run.pubsub_messages import (
     Unpublishable,
     attribute_problem,
     attributes_for,
-    merge_legacy_metadata,
     message_size,
     prepare,
     truncate_utf8,
 )
 from telemetry_events import pb
+from telemetry_events.published_form import merge_legacy_metadata
 from telemetry_events.redaction import policy_from
 
 CONTEXT = StreamContext(source="licensed_instance", metadata_json='{"requestId":"r"}', managed=False, request_id="r")

@@ -11,8 +11,8 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway_run.protojson import EncodeError, dumps, message_to_dict, message_to_json
 from telemetry_events import pb
+from telemetry_events.protojson import EncodeError, dumps, message_to_dict, message_to_json
 
 texts = st.text(max_size=20)
 int64s = st.integers(-(2**63), 2**63 - 1)
