@@ -35,9 +35,10 @@ from localdev.pubsub_emulator import start_emulator
 from telemetry_events import pb
 from telemetry_events.ids import new_event_id
 from telemetry_events.redaction import policy_from
+from telemetry_events.rpc import RECORD_EVENTS
 
 PROJECT = "gateway-benchmark"
-METHOD = "/telemetrygateway.v1.TelemeteryGatewayService/RecordEvents"
+METHOD = RECORD_EVENTS
 
 
 def sample_event(number: int) -> pb.Event:

@@ -18,9 +18,9 @@ from typing import Any
 
 from grpc_health.v1 import health, health_pb2
 
-from gateway_run.servicer import SERVICE_NAME
 from gateway_run.settings import Settings
 from gateway_run.workers import Workers
+from telemetry_events.rpc import SERVICE_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -21,9 +21,10 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from gateway_run.health import TopicHealth
-from gateway_run.servicer import SERVICE_NAME, Servicer
+from gateway_run.servicer import Servicer
 from gateway_run.settings import Settings
 from gateway_run.workers import Workers
+from telemetry_events.rpc import SERVICE_NAME
 
 logger = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from gateway_run.identity import Authenticator, Caller
 from gateway_run.settings import Settings
 from gateway_run.workers import Workers
 from telemetry_events import pb
+from telemetry_events.rpc import SERVICE_NAME
 
 logger = logging.getLogger(__name__)
 
-SERVICE_NAME = "telemetrygateway.v1.TelemeteryGatewayService"
 SLOW_STREAM_SECONDS = 30.0
 
 

@@ -17,6 +17,7 @@ import grpc
 
 from localdev.ports import free_port
 from telemetry_events import pb
+from telemetry_events.rpc import SERVICE_NAME
 
 
 @dataclass
@@ -52,7 +53,7 @@ class ScriptedGateway:
             options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         handler = grpc.method_handlers_generic_handler(
-            "telemetrygateway.v1.TelemeteryGatewayService",
+            SERVICE_NAME,
             {
                 "RecordEvents": grpc.stream_stream_rpc_method_handler(
                     self._record_events,

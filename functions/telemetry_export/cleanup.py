@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from telemetry_export.http_jobs import JobOutcome
+from telemetry_export.outcome import JobOutcome
 from telemetry_export.settings import CleanupSettings, Settings
 from telemetry_export.store import cleanup as store
 from telemetry_export.store.connection import Connection, Connections, DatabaseError, transaction

@@ -7,7 +7,7 @@ from typing import Any
 
 from telemetry_export.exporter import ExportReport, run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
-from telemetry_export.http_jobs import BadRequest, JobOutcome
+from telemetry_export.outcome import BadRequest, JobOutcome
 from telemetry_export.settings import Settings
 from telemetry_export.store.connection import Connections
 

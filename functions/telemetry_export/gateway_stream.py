@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from telemetry_events import pb
+from telemetry_events.rpc import RECORD_EVENTS
 from telemetry_export.settings import GatewayIdentity
-
-RECORD_EVENTS = "/telemetrygateway.v1.TelemeteryGatewayService/RecordEvents"
 
 _END = object()
 # Room for a little more than two batches of messages: enough to keep the gateway busy,

@@ -17,6 +17,7 @@ import flask
 
 from telemetry_events import logs
 from telemetry_events.envvars import SettingError
+from telemetry_export.outcome import BadRequest, JobOutcome
 from telemetry_export.settings import Settings, load_settings
 from telemetry_export.store.connection import Connections, DatabaseError, InterfaceError
 
@@ -24,18 +25,6 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 ALLOWED_METHODS = ("POST", "GET")
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """A run's summary. `unavailable` means a dependency could not be reached (HTTP 503)."""
-
-    summary: Mapping[str, Any]
-    unavailable: bool = False
-
-
-class BadRequest(ValueError):
-    """The request cannot be run as sent; answered with 400 and this message."""
 
 
 @dataclass

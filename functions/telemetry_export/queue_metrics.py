@@ -19,8 +19,8 @@ from datetime import datetime
 from typing import Any
 
 from telemetry_export import monitoring
-from telemetry_export.http_jobs import JobOutcome
 from telemetry_export.monitoring import Gauge, GaugeSink, MonitoringUnavailable
+from telemetry_export.outcome import JobOutcome
 from telemetry_export.settings import Settings
 from telemetry_export.store import queue_figures as store
 from telemetry_export.store.connection import Connection, Connections, transaction

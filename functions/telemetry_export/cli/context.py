@@ -10,7 +10,14 @@ from contextlib import contextmanager
 
 from telemetry_events import logs
 from telemetry_export.settings import Settings, load_settings
-from telemetry_export.store.connection import Connection, Connections, DatabaseError, InterfaceError, close_quietly
+from telemetry_export.store.connection import (
+    Connection,
+    Connections,
+    DatabaseError,
+    InterfaceError,
+    close_quietly,
+    error_field,
+)
 
 
 class CommandFailed(Exception):
@@ -38,9 +45,7 @@ def database() -> Iterator[Connection]:
 
 
 def _reason(error: Exception) -> str:
-    if error.args and isinstance(error.args[0], dict):
-        return str(error.args[0].get("M", error))
-    return str(error) or type(error).__name__
+    return error_field(error, "M") or str(error) or type(error).__name__
 
 
 def positive_int(value: str) -> int:

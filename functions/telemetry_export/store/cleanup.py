@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from telemetry_export.store.connection import Cursor, DatabaseError
+from telemetry_export.store.connection import Cursor, DatabaseError, error_field
 
 QUERY_CANCELED = "57014"  # SQLSTATE raised when statement_timeout cancels a statement
 
@@ -61,8 +61,7 @@ def limit_statement_time(cursor: Cursor, seconds: float) -> None:
 
 
 def is_statement_timeout(error: DatabaseError) -> bool:
-    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    return details.get("C") == QUERY_CANCELED
+    return error_field(error, "C") == QUERY_CANCELED
 
 
 _DELETE_EXPORTED = """

@@ -7,7 +7,7 @@ set, on the first connection, and then reused for the life of the process.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +23,20 @@ DatabaseError = pg8000.dbapi.DatabaseError
 InterfaceError = pg8000.dbapi.InterfaceError
 
 IP_TYPES = ("public", "private", "psc")
+
+
+def error_field(error: Exception, code: str) -> str:
+    """A field of the server's error response that pg8000 carries as a dict in `args[0]`, or "".
+
+    Codes are Postgres' protocol ones: "C" the SQLSTATE, "M" the message, "D" the detail.
+    """
+    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    return str(details.get(code, ""))
+
+
+def uuid_array(ids: Iterable[str]) -> str:
+    """One text parameter to cast to uuid[]: pg8000 encodes long Python lists element by element, slowly."""
+    return "{" + ",".join(ids) + "}"
 
 
 @dataclass(frozen=True)

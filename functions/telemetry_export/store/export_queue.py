@@ -9,18 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from telemetry_export.store.connection import Cursor
+from telemetry_export.store.connection import Cursor, uuid_array
 
 
 class ClaimedRow(NamedTuple):
     id: str
     payload: bytes
     attempts: int
-
-
-def _uuid_array(ids: Sequence[str]) -> str:
-    # One text parameter cast to uuid[]: pg8000 encodes long Python lists element by element, slowly.
-    return "{" + ",".join(ids) + "}"
 
 
 _CLAIM = """
@@ -48,7 +43,7 @@ def claim(cursor: Cursor, limit: int, lease_seconds: float, owner: str, skip: Se
     `skip`: rows this run already tried and released; they wait for the next run.
     """
     # NOT IN over a subquery is planned as a hashed lookup; `<> ALL(array)` would scan the array per row.
-    cursor.execute(_CLAIM, (_uuid_array(skip), limit, lease_seconds, owner))
+    cursor.execute(_CLAIM, (uuid_array(skip), limit, lease_seconds, owner))
     rows = sorted(cursor.fetchall(), key=lambda row: row[3])
     return [ClaimedRow(row[0], bytes(row[1]), row[2]) for row in rows]
 
@@ -60,7 +55,7 @@ def mark_exported(cursor: Cursor, ids: Sequence[str]) -> int:
     cursor.execute(
         "UPDATE telemetry_events_export_queue SET exported_at = now(), leased_until = NULL, lease_owner = NULL,"
         " last_error = NULL WHERE id = ANY(%s::uuid[]) AND exported_at IS NULL",
-        (_uuid_array(ids),),
+        (uuid_array(ids),),
     )
     return cursor.rowcount
 
@@ -78,7 +73,7 @@ def release(cursor: Cursor, ids: Sequence[str], owner: str, error: str, refund_a
         "UPDATE telemetry_events_export_queue SET leased_until = NULL, lease_owner = NULL, last_error = %s,"
         " attempts = attempts - %s"
         " WHERE id = ANY(%s::uuid[]) AND lease_owner = %s AND exported_at IS NULL",
-        (error[:1000], 1 if refund_attempt else 0, _uuid_array(ids), owner),
+        (error[:1000], 1 if refund_attempt else 0, uuid_array(ids), owner),
     )
     return cursor.rowcount
 
@@ -93,7 +88,7 @@ def quarantine(cursor: Cursor, reasons: dict[str, str], owner: str) -> int:
         " SET quarantined_at = now(), quarantine_reason = reasons.reason, leased_until = NULL, lease_owner = NULL"
         " FROM unnest(%s::uuid[], %s::text[]) AS reasons(id, reason)"
         " WHERE queue.id = reasons.id AND queue.lease_owner = %s AND queue.exported_at IS NULL",
-        (_uuid_array(ids), [reasons[i][:1000] for i in ids], owner),
+        (uuid_array(ids), [reasons[i][:1000] for i in ids], owner),
     )
     return cursor.rowcount
 

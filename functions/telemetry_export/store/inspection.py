@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from telemetry_export.store.connection import Cursor
+from telemetry_export.store.connection import Cursor, uuid_array
 
 
 class QueueRow(NamedTuple):
@@ -44,7 +44,7 @@ def requeue(cursor: Cursor, ids: Sequence[str] | None) -> list[str]:
         "UPDATE telemetry_events_export_queue SET quarantined_at = NULL, attempts = 0,"
         " last_error = 'requeued after quarantine: ' || quarantine_reason, quarantine_reason = NULL"
         " WHERE quarantined_at IS NOT NULL AND (%s OR id = ANY(%s::uuid[])) RETURNING id::text",
-        (ids is None, "{" + ",".join(ids or ()) + "}"),
+        (ids is None, uuid_array(ids or ())),
     )
     return [row[0] for row in cursor.fetchall()]
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from telemetry_export.event_logs import EventLogRow
-from telemetry_export.store.connection import Cursor, DatabaseError
+from telemetry_export.store.connection import Cursor, DatabaseError, error_field, uuid_array
 
 UNIQUE_VIOLATION = "23505"
 
@@ -38,7 +38,7 @@ def prepare(cursor: Cursor) -> None:
 def recorded_ids(cursor: Cursor, event_ids: Sequence[str]) -> set[str]:
     """Which of `event_ids` are already in event_logs (all IDs are canonical UUID strings)."""
     cursor.execute(
-        "SELECT event_id::text FROM event_logs WHERE event_id = ANY(%s::uuid[])", ("{" + ",".join(event_ids) + "}",)
+        "SELECT event_id::text FROM event_logs WHERE event_id = ANY(%s::uuid[])", (uuid_array(event_ids),)
     )
     return {row[0] for row in cursor.fetchall()}
 
@@ -60,7 +60,7 @@ def insert_chunk(cursor: Cursor, events: Sequence[QueuedEvent]) -> int:
             )
     except DatabaseError as error:
         cursor.execute("ROLLBACK TO SAVEPOINT record_chunk")
-        if _sqlstate(error) == UNIQUE_VIOLATION:
+        if error_field(error, "C") == UNIQUE_VIOLATION:
             raise DuplicateRecorded(str(error)) from error
         raise
     cursor.execute("RELEASE SAVEPOINT record_chunk")
@@ -69,11 +69,6 @@ def insert_chunk(cursor: Cursor, events: Sequence[QueuedEvent]) -> int:
 
 class DuplicateRecorded(Exception):
     """Another transaction recorded one of the chunk's IDs after it was checked."""
-
-
-def _sqlstate(error: DatabaseError) -> str:
-    details = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    return str(details.get("C", ""))
 
 
 _NULL = "\\N"
