@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 
 from gateway_run.batches import BatchResult
-from gateway_run.decoding import decode
+from gateway_run.decoding import decode_event_request, decode_events_request, events_request_bytes
 from gateway_run.errors import RequestRejected
 from gateway_run.identity import Authenticator, Caller
 from gateway_run.settings import Settings
@@ -197,7 +197,7 @@ class Servicer:
             raw = read.result()
             if raw is grpc.aio.EOF:
                 return
-            request = decode(raw, pb.RecordEventsRequest)
+            request = decode_events_request(raw)  # its events stay bytes: each is decoded on its own
             kind = request.WhichOneof("payload")
             if kind == "metadata":
                 if caller is not None:
@@ -238,12 +238,11 @@ class Servicer:
     async def record_event(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.monotonic()
         try:
-            request = decode(raw, pb.RecordEventRequest)
+            request = decode_event_request(raw)  # its event stays bytes: decoded, or refused, with the batch
             caller = self._authenticator.identify(request.metadata, context.invocation_metadata(), unary=True)
             if not request.HasField("event"):
                 raise RequestRejected(grpc.StatusCode.INVALID_ARGUMENT, "event is required")
-            batch = pb.RecordEventsRequest(events=pb.RecordEventsRequest.EventsPayload(events=[request.event]))
-            result = await self._workers.run(caller.context, batch.SerializeToString(), 1)
+            result = await self._workers.run(caller.context, events_request_bytes([request.event]), 1)
             if result.rejected:
                 raise RequestRejected(
                     grpc.StatusCode.INVALID_ARGUMENT, f"event cannot be recorded: {result.rejected[0][1]}"
@@ -268,7 +267,7 @@ class Servicer:
             extra={
                 **caller.log_fields,
                 "request_id": request.metadata.request_id[:256],
-                "event_id": request.event.id[:200],
+                "event_id": result.succeeded[0][:200],
                 "duration_seconds": round(time.monotonic() - started, 3),
             },
         )
