@@ -17,8 +17,9 @@ gRPC's flow control then holds), so a slow Pub/Sub cannot make the gateway buffe
 One request bigger than a budget still goes, alone.
 
 A channel that lost its connection (Pub/Sub restarted, a network cut) waits out gRPC's growing
-reconnect backoff, which can be longer than the publish deadline: when an attempt fails while
-the channel is in TRANSIENT_FAILURE, the next attempt gets a new client, which connects at once.
+reconnect backoff, which can grow far longer than the publish deadline: when an attempt fails
+while the channel is in TRANSIENT_FAILURE, the client is closed and the next attempt gets a new
+one, which connects at once.
 
 No client is built at import time: the development mode needs no credentials.
 """
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 # The longest one attempt may take, within the publish deadline.
 ATTEMPT_TIMEOUT_SECONDS = 60.0
-# At most one new client per this many seconds, however many attempts fail.
-RECONNECT_INTERVAL_SECONDS = 1.0
+# At most one new client per this many seconds, however many requests fail at once.
+RECONNECT_INTERVAL_SECONDS = 0.25
 
 
 class Publisher(Protocol):
@@ -99,34 +100,21 @@ class PubSubPublisher:
     """The generated async client, with this gateway's retry deadline, back-pressure and reconnection."""
 
     def __init__(self, settings: Settings) -> None:
+        from google.api_core import exceptions, retry
+
         self._settings = settings
         self._in_flight = InFlight(
             settings.publish_requests, settings.max_outstanding_messages, settings.max_outstanding_bytes
         )
         self._client: Any = None
+        self._stale: Any = None  # the client whose channel was found waiting out a backoff
+        self._replacing = asyncio.Lock()
         self._built_at = 0.0
-        self._retired: list[Any] = []
+        self._clients_built = 0
+        self._reconnects = 0  # since the last request that went through
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def start(self) -> None:
-        self._client = self._new_client()
-
-    def _new_client(self) -> Any:
-        from google.pubsub_v1 import PublisherAsyncClient
-
-        self._built_at = time.monotonic()
-        return PublisherAsyncClient()
-
-    async def publish(self, request: PublishRequestBytes) -> Sequence[str]:
-        from google.api_core import exceptions, retry
-        from google.pubsub_v1.types import PublishRequest, PublishResponse
-
-        if self._client is None:
-            raise RuntimeError("the publisher is stopped")
-        wrapped = PublishRequest.wrap(PublishRequest.pb().FromString(request.data))
-        deadline = time.monotonic() + self._settings.publish_timeout
         # The errors google-cloud-pubsub retries by default, within our own deadline.
-        publish_retry = retry.AsyncRetry(
+        self._retry = retry.AsyncRetry(
             initial=0.1,
             maximum=5.0,
             multiplier=2.0,
@@ -139,55 +127,115 @@ class PubSubPublisher:
                 exceptions.ServiceUnavailable,
                 exceptions.Unknown,
             ),
-            timeout=self._settings.publish_timeout,
+            timeout=settings.publish_timeout,
             on_error=self._after_failed_attempt,
         )
+
+    async def start(self) -> None:
+        self._client = self._new_client()
+
+    @property
+    def clients_built(self) -> int:
+        """How many clients this publisher has built: the first, and one per reconnection."""
+        return self._clients_built
+
+    def _new_client(self) -> Any:
+        from google.pubsub_v1 import PublisherAsyncClient
+
+        self._built_at = time.monotonic()
+        self._clients_built += 1
+        return PublisherAsyncClient()
+
+    async def publish(self, request: PublishRequestBytes) -> Sequence[str]:
+        from google.api_core import exceptions
+        from google.pubsub_v1.types import PublishRequest, PublishResponse
+
+        if self._client is None:
+            raise RuntimeError("the publisher is stopped")
+        wrapped = PublishRequest.wrap(PublishRequest.pb().FromString(request.data))
+        deadline = time.monotonic() + self._settings.publish_timeout
 
         async def attempt() -> Any:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise exceptions.DeadlineExceeded("publish deadline passed")
-            return await self._client.publish(
-                request=wrapped, retry=None, timeout=min(remaining, ATTEMPT_TIMEOUT_SECONDS)
-            )
+            if self._stale is not None:
+                await self._replace_stale_client()
+            client = self._client
+            if client is None:
+                raise RuntimeError("the publisher is stopped")
+            try:
+                return await client.publish(
+                    request=wrapped, retry=None, timeout=min(remaining, ATTEMPT_TIMEOUT_SECONDS)
+                )
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # this publish itself is being cancelled
+                # Its channel was closed under it (replaced): an attempt to make again.
+                raise exceptions.Cancelled("the connection to Pub/Sub was replaced") from None
 
         async with self._in_flight.hold(request.messages, request.size):
-            task = asyncio.ensure_future(publish_retry(attempt)())
+            task = asyncio.ensure_future(self._retry(attempt)())
             self._tasks.add(task)
             try:
                 response = await task
             finally:
                 self._tasks.discard(task)
+        if self._reconnects:
+            logger.info("Pub/Sub reachable again", extra={"reconnections": self._reconnects})
+            self._reconnects = 0
         return PublishResponse.pb(response).message_ids
 
     def _after_failed_attempt(self, error: Exception) -> None:
-        """A new client when the channel is waiting out a reconnect backoff, so that the next attempt connects now."""
+        """Marks the client stale when its channel is waiting out gRPC's reconnect backoff."""
         import grpc
 
         client = self._client
-        if client is None or time.monotonic() - self._built_at < RECONNECT_INTERVAL_SECONDS:
+        if client is None or client is self._stale or time.monotonic() - self._built_at < RECONNECT_INTERVAL_SECONDS:
             return
         try:
             state = client.transport.grpc_channel.get_state(try_to_connect=False)
         except Exception:  # noqa: BLE001 - a transport without a channel state: keep the client
             return
-        if state != grpc.ChannelConnectivity.TRANSIENT_FAILURE:
-            return
-        logger.info("Pub/Sub connection lost: reconnecting", extra={"error": f"{type(error).__name__}: {error}"[:300]})
-        self._retired.append(client)
-        self._client = self._new_client()
+        if state == grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            if self._reconnects == 0:  # once per outage, not once per attempt
+                logger.warning(
+                    "Pub/Sub connection lost: reconnecting", extra={"error": f"{type(error).__name__}: {error}"[:300]}
+                )
+            self._reconnects += 1
+            self._stale = client
+
+    async def _replace_stale_client(self) -> None:
+        """Closes the stale client, then builds a new one.
+
+        In that order: gRPC shares a connection (a subchannel, with its backoff) between channels
+        to the same address while any of them is open, so a new client next to the old one would
+        wait out the same backoff. Calls still running on the old one end, and are attempted again.
+        """
+        async with self._replacing:
+            stale = self._stale
+            if stale is None or stale is not self._client:
+                return
+            with contextlib.suppress(Exception):
+                await stale.transport.close()
+            self._client = self._new_client()
+            self._stale = None
 
     async def stop(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._in_flight.wait_empty(), timeout=max(timeout, 0.0))
+        if self._tasks:
+            logger.warning(
+                "publishes still running at the end of the grace: cancelled, not acknowledged",
+                extra={"requests": len(self._tasks)},
+            )
         for task in list(self._tasks):
-            task.cancel()  # past the grace: not acknowledged, the caller sends them again
-        clients, self._client = [*self._retired, self._client], None
-        self._retired = []
-        for client in clients:
-            if client is not None:
-                with contextlib.suppress(Exception):
-                    await client.transport.close()
+            task.cancel()  # the caller sends their events again
+        client, self._client = self._client, None
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.transport.close()
 
 
 class LogPublisher:

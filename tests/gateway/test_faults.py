@@ -108,7 +108,11 @@ def test_sigterm_during_a_stream_drains_and_exits_within_the_grace(
         records = gateway.log_records()
 
     assert status == 0
-    assert exited_after <= 8.0, f"exited {exited_after:.1f} s after SIGTERM"
+    # The promise is Cloud Run's: out before its SIGKILL, 10 s after SIGTERM. The gateway's own clock says
+    # the stop sequence kept to its grace (8 s by default).
+    assert exited_after < 10.0, f"exited {exited_after:.1f} s after SIGTERM"
+    (stopped,) = [r for r in records if r.get("message") == "stopped"]
+    assert stopped["seconds"] <= 8.0
     assert rest.code == grpc.StatusCode.UNAVAILABLE, rest.details  # drained, then told to reconnect
     assert rest.responses, "the batches in flight at SIGTERM were not answered"
     acknowledged = list(first.succeeded_events) + rest.acknowledged
@@ -144,9 +148,16 @@ def test_sigterm_exits_within_the_grace_even_when_pubsub_hangs(
             result = stream.finish()
             status = gateway.process.wait(timeout=15)
             exited_after = time.monotonic() - sent_at
+            records = gateway.log_records()
 
     assert status == 0
-    assert exited_after <= 3.5, f"exited {exited_after:.1f} s after SIGTERM with a grace of 3 s"
+    assert exited_after < 10.0, f"exited {exited_after:.1f} s after SIGTERM"  # before Cloud Run's SIGKILL
+    # The mechanism: the stream was ended by the stop while its batch was still publishing; nothing waited
+    # for Pub/Sub's answer (that would have taken the publish timeout, 30 s).
+    (stream_line,) = [r for r in records if r.get("message") == "RecordEvents stream ended"]
+    assert stream_line["shutdown"] is True
+    assert (stream_line["events_received"], stream_line["events_published"]) == (50, 0)
+    assert [r.get("message") for r in records][-1] == "stopped"
     assert result.acknowledged == []
     assert result.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED), result.details
 
