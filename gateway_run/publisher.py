@@ -66,6 +66,9 @@ class InFlight:
         self._limits = (max_requests, max_messages, max_bytes)
         self.requests = self.messages = self.bytes = 0
         self._changed = asyncio.Condition()
+        # Admission one at a time, in arrival order (asyncio.Lock is fair): a big request at the head
+        # is not overtaken forever by small ones that would still fit.
+        self._turnstile = asyncio.Lock()
 
     def _fits(self, messages: int, size: int) -> bool:
         max_requests, max_messages, max_bytes = self._limits
@@ -77,7 +80,7 @@ class InFlight:
 
     @contextlib.asynccontextmanager
     async def hold(self, messages: int, size: int) -> AsyncIterator[None]:
-        async with self._changed:
+        async with self._turnstile, self._changed:
             await self._changed.wait_for(lambda: self._fits(messages, size))
             self.requests += 1
             self.messages += messages

@@ -252,6 +252,9 @@ def _b64(raw: bytes) -> str:
 
 # Seconds of 10000-01-01T00:00:00Z: protojson's upper bound for a Timestamp.
 _MAX_SECONDS = 253402300800
+# The last second rendered: the events of one batch mostly share their second, and strftime is
+# a good part of a timestamp's cost.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def _timestamp_json(value: Any) -> str:
@@ -260,7 +263,13 @@ def _timestamp_json(value: Any) -> str:
     if not (0 <= seconds < _MAX_SECONDS and 0 <= nanos < 1_000_000_000):
         # Before 1970 or out of range: the library's rules (and its errors) for the rare case.
         return _via_json_format(value)
-    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    global _last_second
+    cached = _last_second  # one read: threads may replace it meanwhile, never half of it
+    if cached[0] == seconds:
+        text = cached[1]
+    else:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+        _last_second = (seconds, text)
     if nanos == 0:
         return f'"{text}Z"'
     if nanos % 1_000_000 == 0:

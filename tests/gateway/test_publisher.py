@@ -79,3 +79,31 @@ def test_after_an_outage_long_enough_for_grpc_to_back_off_publishing_resumes_at_
 
     assert len(ids) == 1 and ids[0]
     assert clients >= 2, "the publisher never replaced its client"
+
+
+def test_in_flight_admits_in_arrival_order_so_a_big_request_is_not_overtaken() -> None:
+    async def scenario() -> list[str]:
+        in_flight = InFlight(max_requests=10, max_messages=100, max_bytes=1000)
+        admitted: list[str] = []
+        releases = {name: asyncio.Event() for name in ("first", "big", "small")}
+
+        async def hold(name: str, size: int) -> None:
+            async with in_flight.hold(1, size):
+                admitted.append(name)
+                await releases[name].wait()
+
+        first = asyncio.create_task(hold("first", 600))
+        await asyncio.sleep(0.01)
+        big = asyncio.create_task(hold("big", 900))  # waits for "first"
+        await asyncio.sleep(0.01)
+        small = asyncio.create_task(hold("small", 100))  # would fit now, but "big" came first
+        await asyncio.sleep(0.05)
+        waiting_order = list(admitted)
+        releases["first"].set()
+        await asyncio.sleep(0.05)
+        releases["big"].set()
+        releases["small"].set()
+        await asyncio.gather(first, big, small)
+        return waiting_order + ["|"] + admitted
+
+    assert asyncio.run(scenario()) == ["first", "|", "first", "big", "small"]
