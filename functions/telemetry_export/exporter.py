@@ -34,7 +34,7 @@ from telemetry_export.gateway_errors import (
     StreamError,
 )
 from telemetry_export.gateway_stream import GatewayStream, SentBatch
-from telemetry_export.outgoing import Unsendable, outgoing
+from telemetry_export.outgoing import Unsendable, outgoing, withheld_reason
 from telemetry_export.settings import ExporterSettings
 from telemetry_export.settlement import (
     LONE_EVENT_OVERHEAD,
@@ -265,18 +265,17 @@ class _Run:
         batch = _Batch({row.id: row.attempts for row in rows})
         withheld: dict[str, str] = {}
         for row in rows:
-            if self.scope.mode is ExportMode.DISABLED:
-                withheld[row.id] = settlement.EXPORT_DISABLED
+            if self.scope.mode is ExportMode.DISABLED:  # no need to decode what cannot leave
+                withheld[row.id] = withheld_reason(self.scope, "") or ""
                 continue
             try:
                 wire = outgoing(row.id, row.payload, self.policy)
             except Unsendable as reason:
                 batch.set_aside[row.id] = str(reason)
                 continue
-            if not self.scope.exports(wire.feature):
-                withheld[row.id] = (
-                    f"outside the export scope: feature {wire.feature!r} is not in TELEMETRY_EXPORT_FEATURES"
-                )
+            held = withheld_reason(self.scope, wire.feature)
+            if held is not None:
+                withheld[row.id] = held
                 continue
             batch.payloads.append((row.id, wire.data))
             if wire.changed:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 from google.protobuf.message import DecodeError
 
 from telemetry_events import pb
+from telemetry_events.export_mode import ExportMode, ExportScope
 from telemetry_events.ids import canonical_uuid
 from telemetry_events.redaction import RedactionPolicy
 from telemetry_events.validation import event_problems
@@ -62,3 +63,12 @@ def outgoing(row_id: str, payload: bytes, policy: RedactionPolicy) -> Outgoing:
 def outgoing_bytes(row_id: str, payload: bytes, policy: RedactionPolicy) -> bytes:
     """The bytes `outgoing` would send for a row."""
     return outgoing(row_id, payload, policy).data
+
+
+def withheld_reason(scope: ExportScope, feature: str) -> str | None:
+    """Why a row with `feature` is held back under today's export scope; None when it may leave."""
+    if scope.mode is ExportMode.DISABLED:
+        return "export disabled: TELEMETRY_EXPORT_MODE=disabled"
+    if not scope.exports(feature):
+        return f"outside the export scope: feature {feature[:64]!r} is not in TELEMETRY_EXPORT_FEATURES"
+    return None
