@@ -44,6 +44,4 @@ def run_export_job(settings: Settings, connections: Connections, options: dict[s
     if max_batches is not None and max_batches < 1:
         raise BadRequest("option max_batches must be at least 1")
     report = export_once(settings, connections, max_batches=max_batches)
-    return JobOutcome(
-        report.summary(), unavailable=report.gateway_unavailable, misconfigured=report.instance_refused
-    )
+    return JobOutcome(report.summary(), unavailable=report.gateway_unavailable, misconfigured=report.instance_refused)

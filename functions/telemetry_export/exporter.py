@@ -39,8 +39,8 @@ from telemetry_export.settings import ExporterSettings
 from telemetry_export.settlement import (
     LONE_EVENT_OVERHEAD,
     NOT_ACKNOWLEDGED,
-    Settlement,
     SentRows,
+    Settlement,
     StreamEnded,
 )
 from telemetry_export.store import export_queue as store
@@ -463,4 +463,3 @@ def run_export(
         scope: today's export scope; rows outside it are withheld, not sent (None: export everything).
     """
     return _Run(conn, settings, policy, scope or ExportScope(), open_channel, clock, on_progress).execute(max_batches)
-

@@ -2,9 +2,9 @@
 
 The gateway answers each events message once, in the order the messages were sent, with
 the IDs it published (an empty one, the probe, with none). How a stream that ends badly is
-told apart (instance refused, busy, message refused, unavailable) is in gateway_errors. Sending and reading are decoupled (a feeding queue and a reader
-thread), so the exporter can claim and encode its next batch while the gateway works on
-the current one.
+told apart (instance refused, busy, message refused, unavailable) is in gateway_errors.
+Sending and reading are decoupled (a feeding queue and a reader thread), so the exporter can
+claim and encode its next batch while the gateway works on the current one.
 """
 
 from __future__ import annotations

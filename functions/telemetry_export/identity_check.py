@@ -45,9 +45,7 @@ def check_identity(identity: GatewayIdentity, now: float | None = None) -> None:
 def _claims(key: str) -> dict[str, object]:
     parts = key.split(".")
     if len(parts) != 3 or parts[0] != _KEY_PREFIX or not parts[1] or not parts[2]:
-        raise SettingError(
-            f"TELEMETRY_LICENSE_KEY is not a license key (expected {_KEY_PREFIX}.<claims>.<signature>)"
-        )
+        raise SettingError(f"TELEMETRY_LICENSE_KEY is not a license key (expected {_KEY_PREFIX}.<claims>.<signature>)")
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
     except (binascii.Error, ValueError):

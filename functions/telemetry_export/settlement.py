@@ -148,9 +148,7 @@ def _spent(
     """Rows that had a fair attempt and were refused: released, or quarantined past the limit."""
     exhausted = {i: f"{reason} after {attempts[i]} attempts" for i in pending if attempts[i] >= max_attempts}
     release = tuple(i for i in pending if i not in exhausted)
-    return Settlement(
-        exported, {**quarantine, **exhausted}, release, reason, refund=False, failed=len(release), **rest
-    )
+    return Settlement(exported, {**quarantine, **exhausted}, release, reason, refund=False, failed=len(release), **rest)
 
 
 def _refused(

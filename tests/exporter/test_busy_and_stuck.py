@@ -58,9 +58,16 @@ def test_a_gateway_busy_for_longer_than_the_budget_allows_stops_the_run_without_
     record_samples(conn, 1_000, seed=52)
     gateway = scripted(busy=lambda stream, message: 120.0 if message == 2 else None)
     report = _export(
-        conn, gateway.url, batch_size=500, max_message_bytes=50_000, function_timeout_seconds=30, deadline_margin_seconds=5
+        conn,
+        gateway.url,
+        batch_size=500,
+        max_message_bytes=50_000,
+        function_timeout_seconds=30,
+        deadline_margin_seconds=5,
     )
-    assert report.stopped_because.startswith("gateway busy: retry after 120 s (gateway stream failed: RESOURCE_EXHAUSTED")
+    assert report.stopped_because.startswith(
+        "gateway busy: retry after 120 s (gateway stream failed: RESOURCE_EXHAUSTED"
+    )
     assert not report.gateway_unavailable and not report.instance_refused
     assert report.failed == 0 and 0 < report.exported < 1_000
     assert report.remaining == 1_000 - report.exported

@@ -15,9 +15,9 @@ from telemetry_events import pb
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 from telemetry_export.gateway_stream import GatewayStream, split_messages
 from telemetry_export.sample_events import sample_events
-from telemetry_export.settings import GatewayIdentity
+from telemetry_export.settings import GatewayIdentity, Settings
 
-from .conftest import PROJECT, exporter_settings, queue_states, record_samples
+from .conftest import PROJECT, queue_states, record_samples
 from .test_exporter import _export
 
 
@@ -37,10 +37,8 @@ def scripted():
 
 def _rows(conn, where: str = "TRUE") -> dict[str, tuple]:
     cursor = conn.cursor()
-    cursor.execute(
-        "SELECT id::text, attempts, exported_at IS NOT NULL, quarantine_reason, last_error"
-        f" FROM telemetry_events_export_queue WHERE {where}"
-    )
+    columns = "id::text, attempts, exported_at IS NOT NULL, quarantine_reason, last_error"
+    cursor.execute(f"SELECT {columns} FROM telemetry_events_export_queue WHERE {where}")  # noqa: S608 - fixed
     rows = {row[0]: tuple(row[1:]) for row in cursor.fetchall()}
     conn.commit()
     return rows
@@ -221,3 +219,24 @@ def test_a_function_whose_instance_is_refused_answers_as_for_invalid_settings(co
     assert status == 500
     assert body["error"].startswith("invalid settings: TELEMETRY_INSTANCE_ID is not set")
     assert queue_states(conn)["waiting"] == 10
+
+
+def test_plaintext_goes_only_to_loopback_unless_explicitly_allowed():
+    from telemetry_events.envvars import SettingError
+    from telemetry_export.gateway_client import GatewayTarget
+
+    for loopback in ("http://127.0.0.1:8080", "http://127.9.9.9:80", "http://localhost:9", "http://[::1]:8080"):
+        assert not parse_gateway_addr(loopback).tls
+    for remote in ("http://gateway.internal:8080", "http://10.0.0.7:8080", "http://[2001:db8::1]:80"):
+        with pytest.raises(SettingError) as refused:
+            Settings.from_env({"TELEMETRY_GATEWAY_ADDR": remote})
+        message = str(refused.value)
+        assert message.startswith(f"TELEMETRY_GATEWAY_ADDR={remote!r} is plaintext to a host that is not loopback")
+        assert "TELEMETRY_EXPORT_ALLOW_INSECURE=true" in message and "\n" not in message
+    allowed = Settings.from_env(
+        {"TELEMETRY_GATEWAY_ADDR": "http://gateway.internal:8080", "TELEMETRY_EXPORT_ALLOW_INSECURE": "true"}
+    )
+    assert parse_gateway_addr(allowed.exporter.gateway_addr, allow_insecure=allowed.exporter.allow_insecure) == (
+        GatewayTarget("gateway.internal:8080", False, "")
+    )
+    assert parse_gateway_addr("https://gateway.example.com").tls

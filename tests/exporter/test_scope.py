@@ -45,7 +45,7 @@ def _features(conn, where: str) -> set[str]:
     from telemetry_events import pb
 
     cursor = conn.cursor()
-    cursor.execute(f"SELECT payload_pb FROM telemetry_events_export_queue WHERE {where}")
+    cursor.execute(f"SELECT payload_pb FROM telemetry_events_export_queue WHERE {where}")  # noqa: S608 - fixed
     found = {pb.Event.FromString(bytes(row[0])).feature for row in cursor.fetchall()}
     conn.commit()
     return found
@@ -78,7 +78,9 @@ def test_all_then_listed_sends_only_listed_features_and_withholds_the_rest(conn,
     table = _cli(database_url, "queue", "status").stdout
     [withheld_line] = [line.split() for line in table.splitlines() if "withheld" in line]
     assert withheld_line == ["withheld", "(outside", "the", "export", "scope)", "250"]
-    listing = [json.loads(line) for line in _cli(database_url, "quarantine", "list", "--limit", "500").stdout.splitlines()]
+    listing = [
+        json.loads(line) for line in _cli(database_url, "quarantine", "list", "--limit", "500").stdout.splitlines()
+    ]
     assert len(listing) == 250 and all(row["withheld"] for row in listing)
     assert {row["reason"] for row in listing} == {
         f"outside the export scope: feature {f!r} is not in TELEMETRY_EXPORT_FEATURES"
@@ -95,7 +97,6 @@ def test_all_then_listed_sends_only_listed_features_and_withholds_the_rest(conn,
         again.stop()
     assert report.exported == 250 and report.withheld == 0
     assert len(again.received_ids()) == 250 and set(again.received_ids()) < set(ids)
-
 
 
 def test_all_then_disabled_sends_nothing_and_says_so(conn, database_url):

@@ -167,7 +167,9 @@ def test_settlement(batch, ending, expected):
 
 def test_a_lone_event_under_the_limit_grpc_names_is_never_quarantined():
     """Parsing the limit as 0 (or ignoring it) would quarantine every lone event of a broken stream."""
-    batch = SentRows({"small": 1, "huge": 1}, unanswered=(("small",), ("huge",)), lone_sizes={"small": 50_000, "huge": 5_000_000})
+    batch = SentRows(
+        {"small": 1, "huge": 1}, unanswered=(("small",), ("huge",)), lone_sizes={"small": 50_000, "huge": 5_000_000}
+    )
     outcome = settle(batch, MessageTooLarge(TOO_LARGE, limit=2_000_000), MAX_ATTEMPTS)
     assert set(outcome.quarantine) == {"huge"}
     assert outcome.release == ("small",) and outcome.refund
