@@ -4,8 +4,9 @@ Only what the schema knows leaves, encoded as the schema says: the stored bytes 
 every unknown field is dropped at every level (inside Struct values and map entries too, and
 known fields sent with the wrong wire type, which the parser keeps as unknown), today's
 redaction is applied, and the event is serialized again. The stored bytes themselves are sent
-only when they are exactly that serialization. Unknown fields from a newer writer are therefore
-not carried: no redaction rule ever looked at them.
+only when they are exactly that serialization (deterministic: map entries in key order).
+Unknown fields from a newer writer are therefore not carried: no redaction rule ever looked at
+them.
 """
 
 from __future__ import annotations
@@ -53,8 +54,10 @@ def outgoing(row_id: str, payload: bytes, policy: RedactionPolicy) -> Outgoing:
     if problems:
         raise Unsendable(f"invalid event: {'; '.join(problems)}")
     event.id = row_id
-    # The policy may have been tightened since the event was queued: apply today's.
-    data = policy.redact(event).SerializeToString()
+    # The policy may have been tightened since the event was queued: apply today's. Deterministic:
+    # map entries in key order, so that the same event always has the same bytes, whichever process
+    # (and map hash seed) wrote them, and stored bytes written the same way are sent as they are.
+    data = policy.redact(event).SerializeToString(deterministic=True)
     if data == payload:
         return Outgoing(payload, event.feature, False)
     return Outgoing(data, event.feature, True)

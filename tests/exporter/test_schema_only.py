@@ -109,17 +109,28 @@ def test_no_canary_reaches_the_wire_or_stays_in_the_exported_rows(conn, capturin
 
 
 def test_rows_with_nothing_to_drop_are_sent_and_kept_byte_for_byte(conn, capturing):
-    from .conftest import record_samples
-
-    record_samples(conn, 50, seed=61)
     cursor = conn.cursor()
-    cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
-    before = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
+    before = {}
+    for event in sample_events(50, seed=61):
+        event.ClearField("marketing_tracking")
+        event.parameters.ClearField("private_metadata")
+        event.feature_flags.flags.update({"b-flag": "on", "a-flag": "off", "c-flag": "on"})  # map order matters
+        before[event.id] = event.SerializeToString(deterministic=True)  # as recording writes them
+        cursor.execute(
+            "INSERT INTO telemetry_events_export_queue (id, timestamp, payload_pb) VALUES (%s, now(), %s)",
+            (event.id, before[event.id]),
+        )
     conn.commit()
     _export(conn, capturing.url)
-    [stream] = capturing.streams
-    sent = {event.id: event.SerializeToString() for event in stream.events}
+    sent = {}
+    for raw in capturing.raw_requests:
+        request = pb.RecordEventsRequest.FromString(raw)
+        for event in request.events.events:
+            sent[event.id] = event.SerializeToString(deterministic=True)
     cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
     after = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
     conn.commit()
     assert after == before == sent
+    # And the bytes on the wire are the stored bytes themselves, not a re-encoding of them.
+    wire = b"".join(capturing.raw_requests)
+    assert all(stored in wire for stored in before.values())

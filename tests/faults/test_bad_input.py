@@ -134,7 +134,12 @@ def test_functions_refuse_bad_requests_with_a_reason_and_run_nothing(target: str
         "INSERT INTO telemetry_events_export_queue (id, timestamp, payload_pb, exported_at)"
         " VALUES (gen_random_uuid(), now() - interval '3 days', '\\x00', now() - interval '2 days')"
     )
-    env = {"DATABASE_URL": function_database, "TELEMETRY_GATEWAY_ADDR": "http://127.0.0.1:9", "LOG_LEVEL": "info"}
+    env = {
+        "DATABASE_URL": function_database,
+        "TELEMETRY_GATEWAY_ADDR": "http://127.0.0.1:9",
+        "TELEMETRY_INSTANCE_ID": "bad-input-instance",  # checked before any export, even of an empty queue
+        "LOG_LEVEL": "info",
+    }
     with start_function(target, env) as function:
         for name, request in BAD_REQUESTS.items():
             status, headers, body = send(function, request)
