@@ -139,6 +139,7 @@ class _Run:
         self.isolated: dict[str, str] = {}  # refused alone, waiting for the gateway to accept another event
         self.last_refusal = ""
         self.accepted_events = False  # the gateway acknowledged at least one event in this run
+        self.refusal_progress = False  # the last refusal set a row aside or left suspects to narrow down
         self.stop_override = ""
 
     def time_left(self) -> float:
@@ -306,6 +307,7 @@ class _Run:
             return
         self.stream = None
         error = stream.error
+        self.refusal_progress = False
         if self.in_flight:
             error = error or StreamEnded("the gateway ended the stream with events unanswered")
             for position, batch in enumerate(list(self.in_flight)):
@@ -317,6 +319,9 @@ class _Run:
     def _decide(self, error: StreamError) -> None:
         """After a stream ended with `error`: go on with a new stream, or stop the run (and why)."""
         if isinstance(error, MessageRefused | MessageTooLarge):
+            if not self.refusal_progress:
+                # Nothing to set aside or narrow down (every message too large, say): not a row's doing.
+                raise _Stop(settlement.stop_reason(GatewayUnavailable(error.reason)))
             if len(self.isolated) >= MAX_UNCORROBORATED_REFUSALS:
                 raise _Stop(
                     f"{settlement.GATEWAY_UNAVAILABLE}: it refused {len(self.isolated)} events sent alone "
@@ -348,6 +353,10 @@ class _Run:
         )
         outcome = settlement.settle(rows, ending, self.settings.max_attempts)
         self._record(outcome, batch.changed)
+        if isinstance(ending, MessageRefused | MessageTooLarge):
+            self.refusal_progress |= bool(
+                len(outcome.quarantine) > len(batch.set_aside) or outcome.suspects or outcome.isolated
+            )
         for row_id in outcome.quarantine:
             self.suspect_attempts.pop(row_id, None)
         if outcome.exported:

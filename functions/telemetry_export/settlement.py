@@ -110,7 +110,11 @@ def settle(batch: SentRows, ending: StreamError | None, max_attempts: int) -> Se
                     f"({ending.reason[:200]}): it can never be sent"
                 )
         pending = [i for i in pending if i not in quarantine]
-        return Settlement(exported, quarantine, tuple(pending), ending.reason, refund=True, failed=len(pending))
+        # The rest may go again in this run once the cause is set aside (the exporter stops the run
+        # when no stream's refusal set anything aside: the limit is then below its messages).
+        return Settlement(
+            exported, quarantine, tuple(pending), ending.reason, refund=True, failed=len(pending), again_this_run=True
+        )
     if isinstance(ending, MessageRefused | MessageTooLarge):
         return _refused(batch, ending, exported, quarantine, pending, max_attempts)
     if isinstance(ending, InstanceRefused):

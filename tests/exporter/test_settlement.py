@@ -112,7 +112,13 @@ CASES = {
             reason=TOO_LARGE,
             refund=True,
             failed=2,
+            again_this_run=True,
         ),
+    ),
+    "size limit named, no lone event over it: nothing set aside, rows given back": (
+        SentRows(ROWS, unanswered=(("a", "b", "c", "d"),)),
+        MessageTooLarge(TOO_LARGE, limit=2_000_000),
+        Settlement(release=("a", "b", "c", "d"), reason=TOO_LARGE, refund=True, failed=4, again_this_run=True),
     ),
     "message refused: the first unanswered message is split in halves, the rest is one group": (
         SentRows(ROWS, acknowledged=frozenset({"a"}), unanswered=(("b", "c"), ("d",))),
