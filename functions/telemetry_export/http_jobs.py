@@ -109,9 +109,9 @@ def handle(
         logger.error("database unavailable", extra={"job": job, "error": str(error)})
         return _json({"error": f"database unavailable: {error}"}, 503)
     summary = {**outcome.summary, "duration_s": round(time.monotonic() - started, 3)}
-    severity = logging.ERROR if outcome.unavailable else logging.INFO
+    severity = logging.ERROR if outcome.unavailable or outcome.misconfigured else logging.INFO
     logger.log(severity, f"{job} run finished", extra={"job": job, **summary})
-    return _json(summary, 503 if outcome.unavailable else 200)
+    return _json(summary, 503 if outcome.unavailable else 500 if outcome.misconfigured else 200)
 
 
 def _json(body: Mapping[str, Any], status: int) -> flask.Response:

@@ -17,7 +17,7 @@ from telemetry_events import pb
 from telemetry_events.envvars import SettingError, seconds
 from telemetry_events.ids import canonical_uuid, is_uuid
 from telemetry_export.cli.context import CommandFailed, database, positive_int, settings
-from telemetry_export.outgoing import Unsendable, outgoing_bytes
+from telemetry_export.outgoing import Unsendable, outgoing, withheld_reason
 from telemetry_export.store import inspection
 from telemetry_export.store.connection import transaction
 
@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="show exactly what the next export would send, after redaction, as JSON",
         description=(
             "Decode the rows the next export run would claim and apply today's redaction, exactly as the exporter "
-            "does, without claiming or changing anything. Rows the exporter would quarantine are shown with the "
-            "reason instead."
+            "does, without claiming or changing anything: the event is rendered from exactly the bytes that would be "
+            "sent (fields the schema does not know dropped). Rows the exporter would quarantine, or withhold as "
+            "outside today's export scope, are shown with the reason instead."
         ),
     )
     preview.add_argument("--limit", type=positive_int, default=10, help="rows to show (default 10)")
@@ -46,7 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     quarantine = subparsers.add_parser("quarantine", help="list or requeue rows set aside by the exporter")
     commands = quarantine.add_subparsers(dest="quarantine_command", metavar="COMMAND", required=True)
-    listing = commands.add_parser("list", help="quarantined rows with their reasons, newest first")
+    listing = commands.add_parser(
+        "list",
+        help="quarantined rows with their reasons, newest first",
+        description=(
+            "Rows set aside by the exporter, newest first, with their reasons. Rows withheld because they were "
+            "outside the export scope (TELEMETRY_EXPORT_MODE / TELEMETRY_EXPORT_FEATURES) when the exporter met "
+            'them are listed too, with "withheld": true.'
+        ),
+    )
     listing.add_argument("--limit", type=positive_int, default=100, help="rows to show (default 100)")
     listing.set_defaults(run=run_quarantine_list)
     requeue = commands.add_parser(
@@ -55,6 +64,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     which = requeue.add_mutually_exclusive_group(required=True)
     which.add_argument("ids", nargs="*", default=[], metavar="ID", help="event IDs to requeue")
     which.add_argument("--all", action="store_true", help="requeue every quarantined row")
+    which.add_argument(
+        "--withheld",
+        action="store_true",
+        help="requeue every row withheld as outside the export scope (after widening it); checked again when sent",
+    )
     requeue.set_defaults(run=run_quarantine_requeue)
 
 
@@ -68,15 +82,21 @@ def _event_json(payload: bytes) -> dict[str, Any] | None:
 
 
 def run_preview(args: argparse.Namespace) -> int:
-    policy = settings().redaction
+    config = settings()
     with database() as conn, transaction(conn) as cursor:
         rows = inspection.next_exportable(cursor, args.limit)
     for row in rows:
         line: dict[str, Any] = {"id": row.id, "attempts": row.attempts}
         try:
-            line["event"] = _event_json(outgoing_bytes(row.id, row.payload, policy))
+            wire = outgoing(row.id, row.payload, config.redaction)
         except Unsendable as reason:
             line["would_quarantine"] = str(reason)
+        else:
+            held = withheld_reason(config.export_scope, wire.feature)
+            if held is not None:
+                line["would_withhold"] = held
+            else:
+                line["event"] = _event_json(wire.data)
         print(json.dumps(line, sort_keys=True))
     return 0
 
@@ -107,6 +127,7 @@ def run_quarantine_list(args: argparse.Namespace) -> int:
                     "id": row.id,
                     "quarantined_at": row.at.isoformat(),
                     "reason": row.note,
+                    "withheld": row.withheld,
                     "attempts": row.attempts,
                     "event": _event_json(row.payload),
                 },
@@ -117,9 +138,9 @@ def run_quarantine_list(args: argparse.Namespace) -> int:
 
 
 def run_quarantine_requeue(args: argparse.Namespace) -> int:
-    ids = None if args.all else _canonical_ids(args.ids)
+    ids = None if args.all or args.withheld else _canonical_ids(args.ids)
     with database() as conn, transaction(conn) as cursor:
-        requeued = inspection.requeue(cursor, ids)
+        requeued = inspection.requeue(cursor, ids, withheld_only=args.withheld)
     print(f"requeued {len(requeued):,} row(s)")
     if ids is not None and len(requeued) < len(ids):
         missing = sorted(set(ids) - set(requeued))

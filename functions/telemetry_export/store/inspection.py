@@ -15,6 +15,7 @@ class QueueRow(NamedTuple):
     attempts: int
     at: datetime | None  # when it was exported or quarantined, for the listings that have one
     note: str | None  # last error or quarantine reason
+    withheld: bool = False  # set aside as outside the export scope, not as unsendable
 
 
 def next_exportable(cursor: Cursor, limit: int) -> list[QueueRow]:
@@ -31,20 +32,25 @@ def next_exportable(cursor: Cursor, limit: int) -> list[QueueRow]:
 def quarantined(cursor: Cursor, limit: int) -> list[QueueRow]:
     """Quarantined rows, most recently set aside first."""
     cursor.execute(
-        "SELECT id::text, payload_pb, attempts, quarantined_at, quarantine_reason FROM telemetry_events_export_queue"
+        "SELECT id::text, payload_pb, attempts, quarantined_at, quarantine_reason, withheld"
+        " FROM telemetry_events_export_queue"
         " WHERE quarantined_at IS NOT NULL ORDER BY quarantined_at DESC, id LIMIT %s",
         (limit,),
     )
-    return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
+    return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) for r in cursor.fetchall()]
 
 
-def requeue(cursor: Cursor, ids: Sequence[str] | None) -> list[str]:
-    """Makes quarantined rows exportable again with a fresh attempt count; None means all of them."""
+def requeue(cursor: Cursor, ids: Sequence[str] | None, withheld_only: bool = False) -> list[str]:
+    """Makes quarantined (or withheld) rows exportable again with a fresh attempt count; None means all of them.
+
+    The export scope is checked again when they are sent: a row still outside it is withheld again.
+    """
     cursor.execute(
-        "UPDATE telemetry_events_export_queue SET quarantined_at = NULL, attempts = 0,"
+        "UPDATE telemetry_events_export_queue SET quarantined_at = NULL, attempts = 0, withheld = false,"
         " last_error = 'requeued after quarantine: ' || quarantine_reason, quarantine_reason = NULL"
-        " WHERE quarantined_at IS NOT NULL AND (%s OR id = ANY(%s::uuid[])) RETURNING id::text",
-        (ids is None, uuid_array(ids or ())),
+        " WHERE quarantined_at IS NOT NULL AND (%s OR id = ANY(%s::uuid[])) AND (withheld OR NOT %s)"
+        " RETURNING id::text",
+        (ids is None, uuid_array(ids or ()), withheld_only),
     )
     return [row[0] for row in cursor.fetchall()]
 
