@@ -105,9 +105,7 @@ def test_a_200_mib_chunked_body_is_refused_while_it_streams_and_never_held(clean
     print(f"peak RSS of the function's process group: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB after")
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413"), answer[:300]
-    assert json.loads(body) == {
-        "error": "body is over the 65536 byte limit (refused after reading 65537 bytes)"
-    }
+    assert json.loads(body) == {"error": "body is over the 65536 byte limit (refused after reading 65537 bytes)"}
     # The answer came while the body was still streaming: the function never waited for its end.
     assert sent < STREAMED_BYTES
     # Reading 200 MiB whole grew the process group's peak by about 180 MB; refusing as it streams
