@@ -87,3 +87,26 @@ def recorded_events(cursor: Cursor, limit: int) -> list[dict[str, Any]]:
         (limit,),
     )
     return [dict(zip(RECORDED_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def count_exported_since(cursor: Cursor, seconds: float) -> int:
+    """How many rows were exported in the last `seconds` (and are not cleaned up yet)."""
+    cursor.execute(
+        "SELECT count(*) FROM telemetry_events_export_queue WHERE exported_at >= now() - %s * interval '1 second'",
+        (seconds,),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def count_quarantined(cursor: Cursor) -> int:
+    cursor.execute("SELECT count(*) FROM telemetry_events_export_queue WHERE quarantined_at IS NOT NULL")
+    return int(cursor.fetchone()[0])
+
+
+def count_exportable(cursor: Cursor) -> int:
+    """How many rows a claim could take now (next_exportable's rows, without its limit)."""
+    cursor.execute(
+        "SELECT count(*) FROM telemetry_events_export_queue"
+        " WHERE exported_at IS NULL AND quarantined_at IS NULL AND (leased_until IS NULL OR leased_until < now())"
+    )
+    return int(cursor.fetchone()[0])
