@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 from telemetry_export.cleanup import DONE, TIME_BUDGET, clean_up, run_cleanup_job
@@ -175,13 +176,18 @@ def test_a_chunk_that_outlives_the_budget_is_cancelled_and_the_run_ends_cleanly(
     with connections.connection() as other:
         locker = other.cursor()
         locker.execute("SELECT id FROM telemetry_events_export_queue FOR UPDATE")  # the DELETE must wait for these
+        # Were the chunk not cancelled, it would wait for these locks; they are let go after a minute, far past
+        # the 1 s budget, so the DELETE would then go through and the assertions below would fail, not hang.
+        release = threading.Timer(60, other.rollback)
+        release.start()
 
         result = clean_up(conn, CleanupSettings(time_budget_seconds=1.0))
 
+        release.cancel()
+        release.join()
         other.rollback()
     assert result.stopped_because == TIME_BUDGET
-    assert (result.deleted, result.remaining_eligible) == (0, 3)
-    assert result.duration_s < 10
+    assert (result.deleted, result.remaining_eligible) == (0, 3)  # the chunk was cancelled and rolled back
     # The connection is still usable: the next run deletes what this one could not.
     assert clean_up(conn, CleanupSettings()).deleted == 3
     assert queue.labels() == {}
