@@ -50,9 +50,8 @@ def connections(settings: Settings) -> Connections:
     return _process.connections
 
 
-def request_options(request: flask.Request, allowed: Mapping[str, type]) -> dict[str, Any]:
+def request_options(raw: bytes, allowed: Mapping[str, type]) -> dict[str, Any]:
     """The JSON body's options, checked against `allowed` (name: type); an empty body means none."""
-    raw = read_body(request)
     if not raw.strip():
         return {}
     try:
@@ -106,9 +105,11 @@ def handle(
         response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
         return response
     try:
+        # The body first, whole or refused: every answer after this point leaves nothing unread.
+        raw = read_body(request)
         settings = load_settings()
         logs.configure(settings.log_level)
-        options = request_options(request, allowed or {})
+        options = request_options(raw, allowed or {})
         outcome = run(settings, connections(settings), options)
     except _TooLarge as error:
         return _refusal({"error": str(error)}, 413)
