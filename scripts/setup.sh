@@ -21,7 +21,7 @@ if [ ! -f "$stamp" ]; then
   say "installing the project and its dev tools into .venv (about a minute on a fresh machine; log: .venv/install.log)"
   step=$SECONDS
   if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
-         && .venv/bin/python -m pip install --disable-pip-version-check -e ".[dev]"; } >.venv/install.log 2>&1; then
+         && .venv/bin/python -m pip install --disable-pip-version-check -e ".[functions,gateway,cli,dev]"; } >.venv/install.log 2>&1; then
     tail -30 .venv/install.log >&2
     say "pip install failed (full log: .venv/install.log)"
     exit 1
@@ -44,5 +44,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 if ! command -v gcloud >/dev/null || ! command -v java >/dev/null; then
   say "warning: gcloud or java is missing; Pub/Sub emulator tests will be skipped"
+fi
+if ! command -v terraform >/dev/null; then
+  echo "setup: warning: terraform (>= 1.9) is missing; tests/terraform skips the tests that run it (terraform fmt," \
+    "variable validations, plan-time checks, schedule spread, destroy without the zip)" >&2
 fi
 say "ready ($((SECONDS - began)) s). For the command line on your PATH, in each shell: . .venv/bin/activate"
