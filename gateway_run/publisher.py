@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import time
@@ -162,13 +163,12 @@ class PubSubPublisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise exceptions.DeadlineExceeded("publish deadline passed")
-            if self._stale is not None:
-                await self._replace_stale_client()
-            client = self._client
-            if client is None:
+            if self._stale is not None or self._replacing.locked():
+                await self._replace_stale_client()  # or wait for the one under way
+            if self._client is None:
                 raise RuntimeError("the publisher is stopped")
             try:
-                return await client.publish(
+                return await self._client.publish(
                     request=wrapped, retry=None, timeout=min(remaining, ATTEMPT_TIMEOUT_SECONDS)
                 )
             except asyncio.CancelledError:
@@ -177,6 +177,10 @@ class PubSubPublisher:
                     raise  # this publish itself is being cancelled
                 # Its channel was closed under it (replaced): an attempt to make again.
                 raise exceptions.Cancelled("the connection to Pub/Sub was replaced") from None
+            except exceptions.GoogleAPICallError as error:
+                # Kept by the retry until it ends, the error must not keep the call's frames, and through
+                # them the client: a channel's connection is only let go once the channel is freed.
+                raise _without_frames(error) from None
 
         async with self._in_flight.hold(request.messages, request.size):
             task = asyncio.ensure_future(self._retry(attempt)())
@@ -212,18 +216,23 @@ class PubSubPublisher:
     async def _replace_stale_client(self) -> None:
         """Closes the stale client, then builds a new one.
 
-        In that order: gRPC shares a connection (a subchannel, with its backoff) between channels
-        to the same address while any of them is open, so a new client next to the old one would
-        wait out the same backoff. Calls still running on the old one end, and are attempted again.
+        In that order: gRPC shares a connection (a subchannel, with its backoff) between the
+        channels to one address as long as any of them exists, so a new client next to the old one
+        would wait out the same backoff. Calls still running on the old one end, and are attempted
+        again; attempts that start meanwhile wait for the new client.
         """
         async with self._replacing:
             stale = self._stale
             if stale is None or stale is not self._client:
                 return
+            self._client = self._stale = None
             with contextlib.suppress(Exception):
                 await stale.transport.close()
+            # gRPC frees the channel, and with it the connection and its backoff, only with the object;
+            # the client and its transport refer to each other, so only a collection frees them.
+            del stale
+            gc.collect()
             self._client = self._new_client()
-            self._stale = None
 
     async def stop(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -239,6 +248,14 @@ class PubSubPublisher:
         if client is not None:
             with contextlib.suppress(Exception):
                 await client.transport.close()
+
+
+def _without_frames(error: BaseException) -> BaseException:
+    """`error` and the errors it wraps, without their tracebacks and chained causes."""
+    for item in (error, getattr(error, "response", None)):
+        if isinstance(item, BaseException):
+            item.__traceback__ = item.__cause__ = item.__context__ = None
+    return error
 
 
 class LogPublisher:
