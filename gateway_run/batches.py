@@ -30,9 +30,10 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from gateway_run.decoding import UndecodableEvent, decode_event, decode_events_request
+from gateway_run.publisher import Publisher
 from gateway_run.pubsub_messages import (
     Outgoing,
     PublishRequestBytes,
@@ -81,12 +82,6 @@ class PreparedBatch:
     slots: list[tuple[str, int]] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
-
-
-class Publisher(Protocol):
-    async def publish(self, request: PublishRequestBytes) -> Sequence[str]:
-        """Publishes one request; returns its message IDs in order, or raises."""
-        ...
 
 
 @dataclass
