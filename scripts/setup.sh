@@ -15,7 +15,7 @@ stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "setup: installing the project and its dev tools into .venv (log: .venv/install.log)" >&2
   if ! { .venv/bin/python -m pip install --disable-pip-version-check --upgrade pip \
-         && .venv/bin/python -m pip install --disable-pip-version-check -e ".[dev]"; } >.venv/install.log 2>&1; then
+         && .venv/bin/python -m pip install --disable-pip-version-check -e ".[functions,gateway,cli,dev]"; } >.venv/install.log 2>&1; then
     tail -30 .venv/install.log >&2
     echo "setup: pip install failed (full log: .venv/install.log)" >&2
     exit 1
@@ -34,4 +34,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb 
 fi
 if ! command -v gcloud >/dev/null || ! command -v java >/dev/null; then
   echo "setup: warning: gcloud or java is missing; Pub/Sub emulator tests will be skipped" >&2
+fi
+if ! command -v terraform >/dev/null; then
+  echo "setup: warning: terraform (>= 1.9) is missing; tests/terraform skips the tests that run it (terraform fmt," \
+    "variable validations, plan-time checks, schedule spread, destroy without the zip)" >&2
 fi
