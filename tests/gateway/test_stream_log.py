@@ -44,7 +44,7 @@ def test_a_cancelled_stream_is_logged_with_what_was_published_after_it_went(
     throttled.wait_for_publish_of(published[0].id)
 
     stream.cancel()
-    time.sleep(0.5)  # let the cancellation reach the gateway before the publish is let through
+    time.sleep(1.5)  # the cancellation reaches the gateway (in milliseconds) before the publish is let through
     throttled.holds.release_all()
     line = stream_line(throttled.process, "cancelled")
 
