@@ -243,7 +243,15 @@ HOLD_MARGIN_SECONDS = 2.0  # the held requests arrive within milliseconds; anyth
 def test_what_the_gateway_holds_for_a_stalled_pubsub_is_bounded(
     rig_factory: Callable[..., Rig], pubsub: PubSub, license_key: str, settings: dict, batch_events: int, bound: int
 ) -> None:
-    rig = rig_factory(**settings, TELEMETRY_GATEWAY_PUBLISH_TIMEOUT="60")
+    # Enough turns for all six batches at once (the scheduler counts a batch until it is published), so
+    # that only the bound under test holds them back: in-process preparation, eight turns.
+    rig = rig_factory(
+        **settings,
+        TELEMETRY_GATEWAY_PUBLISH_TIMEOUT="60",
+        TELEMETRY_GATEWAY_WORKERS="0",
+        TELEMETRY_GATEWAY_PUBLISH_CONCURRENCY="8",
+        TELEMETRY_GATEWAY_MAX_QUEUE_WAIT="60",
+    )
     release = threading.Event()
 
     def hold(call: PublishCall) -> Action:
