@@ -38,11 +38,14 @@ class ScriptedGateway:
         delay_per_message: float = 0.0,
         keep_events: bool = False,
         keep_ids: bool = True,
+        keep_raw: bool = False,
     ):
         self.acknowledge = acknowledge
         self.delay_per_message = delay_per_message
         self.keep_events = keep_events
         self.keep_ids = keep_ids  # off for benchmarks of millions of events
+        self.keep_raw = keep_raw  # every request's bytes exactly as they arrived, before any parsing
+        self.raw_requests: list[bytes] = []
         self.answered = 0
         self.streams: list[StreamLog] = []
         self.metadata_seen: list[dict[str, str]] = []
@@ -57,7 +60,7 @@ class ScriptedGateway:
             {
                 "RecordEvents": grpc.stream_stream_rpc_method_handler(
                     self._record_events,
-                    request_deserializer=pb.RecordEventsRequest.FromString,
+                    request_deserializer=self._deserialize,
                     response_serializer=pb.RecordEventsResponse.SerializeToString,
                 )
             },
@@ -82,6 +85,12 @@ class ScriptedGateway:
     def received_ids(self) -> list[str]:
         with self._lock:
             return [i for s in self.streams for i in s.received]
+
+    def _deserialize(self, data: bytes) -> pb.RecordEventsRequest:
+        if self.keep_raw:
+            with self._lock:
+                self.raw_requests.append(data)
+        return pb.RecordEventsRequest.FromString(data)
 
     def _record_events(self, requests, context):
         log = StreamLog()

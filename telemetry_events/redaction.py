@@ -55,11 +55,16 @@ class RedactionPolicy:
         return event
 
     def redacted_bytes(self, event: pb.Event) -> bytes:
-        """The wire bytes of `event` after redaction; `event` itself is left unchanged."""
-        if not event.HasField("marketing_tracking") and not event.parameters.HasField("private_metadata"):
-            return event.SerializeToString()  # nothing to strip: skip the copy
+        """The wire bytes of `event` after redaction, holding only fields the schema knows.
+
+        Fail-closed: unknown fields at every level (inside Struct values and map entries too)
+        are dropped, and so is a known field sent with the wrong wire type (protobuf keeps it
+        as an unknown field, where `HasField` and so redaction cannot see it). `event` itself
+        is left unchanged.
+        """
         redacted = pb.Event()
         redacted.CopyFrom(event)
+        redacted.DiscardUnknownFields()  # recursive
         return self.redact(redacted).SerializeToString()
 
 
