@@ -6,6 +6,7 @@ import re
 
 from telemetry_events import pb
 from telemetry_events.ids import is_uuid
+from telemetry_events.nesting import nesting_problem
 
 MAX_NAME_LENGTH = 64
 _NAME_PATTERN = re.compile(r"^[a-z][a-zA-Z-\.]+$")
@@ -48,6 +49,9 @@ def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
         problem = name_problem(field, getattr(event, field))
         if problem:
             problems.append(problem)
+    problem = nesting_problem(event)
+    if problem:
+        problems.append(problem)
     return problems
 
 

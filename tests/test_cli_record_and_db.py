@@ -116,3 +116,17 @@ def test_the_console_script_is_installed_and_documents_itself():
     result = subprocess.run([executable, "record", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--sample N" in result.stdout and "JSON Lines" in result.stdout
+
+
+def test_a_line_nested_deeper_than_the_gateway_decodes_is_refused_naming_its_line(cli, conn, tmp_path):
+    nested: dict = {"leaf": "x"}
+    for _ in range(32):
+        nested = {"deeper": nested}
+    path = tmp_path / "events.jsonl"
+    good = '{"feature": "search", "action": "submit"}'
+    deep = json.dumps({"feature": "search", "action": "submit", "parameters": {"privateMetadata": nested}})
+    path.write_text(f"{good}\n{deep}\n")
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {path}:2: parameters.private_metadata nests more than 97")
+    assert _count(conn, "event_logs") == 0

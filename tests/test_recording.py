@@ -212,3 +212,33 @@ def test_concurrent_writers_of_the_same_ids_record_each_once(connections):
     assert sum(len(r.duplicate_ids) for r in results) == 3_000
     with connections.connection() as conn:
         assert _rows(conn, "SELECT count(*) FROM telemetry_events_export_queue") == [[3_000]]
+
+
+def _nested_private_metadata(event: pb.Event, levels: int) -> pb.Event:
+    struct = event.parameters.private_metadata
+    for _ in range(levels):
+        struct = struct.fields["deeper"].struct_value
+    struct.fields["leaf"].string_value = "x"
+    return event
+
+
+def test_an_event_the_gateway_could_not_decode_fails_the_batch_naming_the_nesting(conn):
+    # 32 Struct levels decode as a bare Event, but not two levels deeper, inside RecordEventsRequest.
+    events = list(sample_events(12, seed=5))
+    _nested_private_metadata(events[9], 32)
+    pb.Event.FromString(events[9].SerializeToString())
+    with pytest.raises(InvalidEventError, match="event 10: parameters.private_metadata nests more than 97 message"):
+        record_events(conn, events, POLICY, ALL, chunk_size=4)
+    assert _rows(conn, "SELECT count(*) FROM event_logs") == [[0]]
+    assert _rows(conn, "SELECT count(*) FROM telemetry_events_export_queue") == [[0]]
+
+
+def test_the_deepest_decodable_event_is_recorded_whole_in_the_local_view(conn):
+    event = _nested_private_metadata(next(sample_events(1)), 31)
+    result = record_events(conn, [event], policy_from_env({"TELEMETRY_ALLOWLIST": "search::*::deeper"}), ALL)
+    assert result.recorded == 1
+    [[argument]] = _rows(conn, "SELECT argument FROM event_logs")
+    depth = 0
+    while "deeper" in argument:
+        argument, depth = argument["deeper"], depth + 1
+    assert depth == 31 and argument == {"leaf": "x"}
