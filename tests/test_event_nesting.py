@@ -102,4 +102,3 @@ def test_a_list_of_flat_values_is_as_deep_as_one_of_them():
     event.parameters.private_metadata.update({"many": list(range(500)), "nested": {"a": {"b": [1, {"c": "d"}]}}})
     assert nesting_problem(event) is None
     assert _gateway_decodes(event)
-
