@@ -9,6 +9,9 @@ from telemetry_events.ids import is_uuid
 from telemetry_events.nesting import nesting_problem
 
 MAX_NAME_LENGTH = 64
+# A Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 _NAME_PATTERN = re.compile(r"^[a-z][a-zA-Z-\.]+$")
 
 
@@ -32,6 +35,15 @@ def name_problem(field: str, value: str) -> str | None:
     return None
 
 
+def timestamp_problem(seconds: int, nanos: int) -> str | None:
+    """What is wrong with a Timestamp's fields, or None when it is in the range protobuf defines."""
+    if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+        return f"timestamp seconds {seconds} is outside years 0001 to 9999"
+    if not 0 <= nanos <= 999_999_999:
+        return f"timestamp nanos {nanos} is outside 0 to 999,999,999"
+    return None
+
+
 def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
     """Lists every rule `event` breaks, in field order; empty when it is valid.
 
@@ -45,6 +57,10 @@ def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
         problems.append(f"id {event.id[:80]!r} is not a UUID")
     if not event.HasField("timestamp"):
         problems.append("timestamp is required")
+    else:
+        problem = timestamp_problem(event.timestamp.seconds, event.timestamp.nanos)
+        if problem:
+            problems.append(problem)
     for field in ("feature", "action"):
         problem = name_problem(field, getattr(event, field))
         if problem:

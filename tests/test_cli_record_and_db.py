@@ -130,3 +130,57 @@ def test_a_line_nested_deeper_than_the_gateway_decodes_is_refused_naming_its_lin
     assert status == 2 and out == ""
     assert err.startswith(f"telemetry-export: error: {path}:2: parameters.private_metadata nests more than 97")
     assert _count(conn, "event_logs") == 0
+
+
+EXACT_TIMESTAMPS = [
+    "0001-01-01T00:00:00Z",
+    "0012-03-04T05:06:07.123456Z",
+    "0070-01-01T00:00:00Z",
+    "0099-12-31T23:59:59.5Z",
+    "1969-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59.999999Z",
+]
+
+
+def test_timestamps_of_every_year_are_stored_exactly(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"feature": "search", "action": "submit", "timestamp": stamp}) + "\n"
+            for stamp in EXACT_TIMESTAMPS
+        )
+    )
+    status, out, err = cli("record", str(path))
+    assert (status, err) == (0, "")
+    cursor = conn.cursor()
+    for table in ("event_logs", "telemetry_events_export_queue"):
+        cursor.execute(
+            f"SELECT to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM {table} ORDER BY 1"  # noqa: S608
+        )
+        stored = [row[0] for row in cursor.fetchall()]
+        expected = [f"{stamp[:19]}.{(stamp[20:-1] + '000000')[:6]}" for stamp in EXACT_TIMESTAMPS]
+        assert stored == sorted(expected), table
+
+
+def test_a_timestamp_beyond_year_9999_is_refused_naming_its_line(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"feature": "search", "action": "submit"}\n'
+        '{"feature": "search", "action": "submit", "timestamp": "10000-01-01T00:00:00Z"}\n'
+    )
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {path}:2: not an Event")
+    assert _count(conn, "event_logs") == 0
+
+
+def test_invalid_utf8_is_reported_with_its_line(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    bad = b'{"feature": "search", "action": "submit", "parameters": {"privateMetadata": {"q": "\xff\xfe"}}}'
+    path.write_bytes(b'{"feature": "search", "action": "submit"}\n' + bad + b"\n")
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    at = bad.index(b"\xff") + 1
+    assert err.startswith(f"telemetry-export: error: {path}:2: not UTF-8: invalid start byte at byte {at} of the line")
+    assert err.rstrip().endswith("nothing was recorded")
+    assert _count(conn, "event_logs") == 0

@@ -16,13 +16,23 @@ class EventFileError(ValueError):
     """A line cannot be recorded; the message starts with its line number."""
 
 
-def read_event_lines(lines: Iterable[str], source: str = "<stdin>") -> Iterator[pb.Event]:
+def read_event_lines(lines: Iterable[bytes | str], source: str = "<stdin>") -> Iterator[pb.Event]:
     """Parses and validates each non-blank line, filling in `id` and `timestamp` when absent.
+
+    Lines may be bytes (a file opened in binary), decoded here as UTF-8 one by one so that a
+    bad byte is reported with its line.
 
     Raises:
         EventFileError: naming the first bad line and why it is bad.
     """
     for number, line in enumerate(lines, start=1):
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise EventFileError(
+                    f"{source}:{number}: not UTF-8: {error.reason} at byte {error.start + 1} of the line"
+                ) from None
         if not line.strip():
             continue
         try:

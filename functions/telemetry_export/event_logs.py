@@ -119,11 +119,13 @@ def _value_to_python(value: struct_pb2.Value) -> Any:
 
 @lru_cache(maxsize=4096)
 def _second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    # The year always in four digits: Postgres reads a year of 1 to 99 as 2001..2069 or 1970..1999.
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 def postgres_timestamp(seconds: int, nanos: int) -> str:
-    """A protobuf Timestamp as Postgres timestamptz text; events of one batch mostly share seconds."""
+    """A valid protobuf Timestamp as Postgres timestamptz text; events of one batch mostly share seconds."""
     return f"{_second(seconds)}.{nanos // 1000:06d}+00"
 
 

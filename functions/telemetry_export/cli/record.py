@@ -39,11 +39,11 @@ def run(args: argparse.Namespace) -> int:
             events = sample_events(args.sample, seed=args.seed)
             progress = Progress("recording", args.sample)
         elif args.file == "-":
-            events = read_event_lines(sys.stdin, "<stdin>")
+            events = read_event_lines(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>")
             progress = Progress("recording")
         else:
             try:
-                handle = stack.enter_context(open(args.file, encoding="utf-8"))
+                handle = stack.enter_context(open(args.file, "rb"))
             except OSError as error:
                 raise CommandFailed(f"cannot read {args.file}: {error.strerror}") from None
             events = read_event_lines(handle, args.file)
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
                 config.export_scope,
                 on_chunk=lambda partial: progress.update(partial.recorded + len(partial.duplicate_ids)),
             )
-        except (EventFileError, InvalidEventError, UnicodeDecodeError) as error:
+        except (EventFileError, InvalidEventError) as error:
             progress.finish()
             raise CommandFailed(f"{error}; nothing was recorded") from None
         progress.finish()

@@ -37,9 +37,7 @@ def prepare(cursor: Cursor) -> None:
 
 def recorded_ids(cursor: Cursor, event_ids: Sequence[str]) -> set[str]:
     """Which of `event_ids` are already in event_logs (all IDs are canonical UUID strings)."""
-    cursor.execute(
-        "SELECT event_id::text FROM event_logs WHERE event_id = ANY(%s::uuid[])", (uuid_array(event_ids),)
-    )
+    cursor.execute("SELECT event_id::text FROM event_logs WHERE event_id = ANY(%s::uuid[])", (uuid_array(event_ids),))
     return {row[0] for row in cursor.fetchall()}
 
 
