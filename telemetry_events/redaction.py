@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError
@@ -66,6 +67,28 @@ class RedactionPolicy:
         redacted.CopyFrom(event)
         redacted.DiscardUnknownFields()  # recursive
         return self.redact(redacted).SerializeToString()
+
+    def redacted_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The same rules on an Event's constructor arguments: `pb.Event(**result)` is the redacted event.
+
+        Built from known fields only, it holds nothing redaction did not examine. `arguments`
+        itself is left unchanged.
+        """
+        redacted = dict(arguments)
+        redacted.pop("marketing_tracking", None)
+        parameters = redacted.get("parameters")
+        if parameters is not None and "private_metadata" in parameters:
+            parameters = redacted["parameters"] = dict(parameters)
+            keys = self.allowed_keys(redacted.get("feature", ""), redacted.get("action", ""))
+            if keys:
+                parameters["private_metadata"] = {
+                    key: value if type(value) is str else NOT_A_STRING
+                    for key, value in parameters["private_metadata"].items()
+                    if key in keys
+                }
+            else:
+                del parameters["private_metadata"]
+        return redacted
 
 
 # Shipped with the product so that the mechanism is always exercised end to end.
