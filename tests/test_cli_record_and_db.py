@@ -10,6 +10,11 @@ import sys
 import pytest
 
 from telemetry_events import pb
+from telemetry_events.export_mode import ExportScope
+from telemetry_events.protojson import message_to_json
+from telemetry_events.redaction import policy_from
+from telemetry_export.recording import record_events
+from telemetry_export.sample_events import sample_events
 
 
 def _count(conn, table: str) -> int:
@@ -184,3 +189,35 @@ def test_invalid_utf8_is_reported_with_its_line(cli, conn, tmp_path):
     assert err.startswith(f"telemetry-export: error: {path}:2: not UTF-8: invalid start byte at byte {at} of the line")
     assert err.rstrip().endswith("nothing was recorded")
     assert _count(conn, "event_logs") == 0
+
+
+def _tables_as_text(conn) -> tuple[list, list]:
+    cursor = conn.cursor()
+    cursor.execute(
+        "SELECT event_id::text, timestamp::text, name, url, user_id, anonymous_user_id, source, argument::text,"
+        " public_argument::text, version, feature_flags::text, cohort_id, first_source_url, last_source_url,"
+        " referrer, device_session_id, billing_product_category, client FROM event_logs ORDER BY event_id"
+    )
+    logs = [tuple(row) for row in cursor.fetchall()]
+    cursor.execute("SELECT id::text, timestamp::text, payload_pb FROM telemetry_events_export_queue ORDER BY id")
+    queue = [(i, t, pb.Event.FromString(p)) for i, t, p in cursor.fetchall()]
+    cursor.execute("TRUNCATE event_logs, telemetry_events_export_queue")
+    conn.commit()
+    return logs, queue
+
+
+def test_a_file_and_the_python_api_record_the_same_rows(cli, conn, tmp_path):
+    events = list(sample_events(300, seed=12))
+    events[5].source.client.name = "tab\there, newline\nand NUL\x00"
+    events[6].parameters.private_metadata.update({"nested": {"list": [1, "two", None, True]}, "k\x00": "v"})
+    events[7].id = events[7].id.upper()  # recorded under its canonical spelling either way
+    events[8].parameters.metadata["nan"] = float("nan")  # protojson writes "NaN": this line takes json_format
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(message_to_json(event) + "\n" for event in events))
+    status, out, err = cli("record", str(path))
+    assert (status, err) == (0, "")
+    from_file = _tables_as_text(conn)
+    record_events(conn, events, policy_from(), ExportScope())
+    from_api = _tables_as_text(conn)
+    assert len(from_file[0]) == 300 and len(from_file[1]) == 300
+    assert from_file == from_api
