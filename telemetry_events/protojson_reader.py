@@ -95,6 +95,7 @@ def parse(text: str, message_class: type[Message]) -> Message:
 def _message_reader(descriptor: Descriptor) -> Reader:
     reader = _readers.get(descriptor.full_name)
     if reader is None:
+        _readers[descriptor.full_name] = _LazyReader(descriptor)  # while it is built, for a type inside itself
         reader = _readers[descriptor.full_name] = _build_message_reader(descriptor)
     return reader
 
@@ -189,23 +190,20 @@ def _scalar_reader(field: FieldDescriptor) -> Reader:
             "google.protobuf.Struct",
         ):
             raise _Unsupported
-        return _LazyReader(message_type)
+        return _message_reader(message_type)  # built now, once: a direct call on every line
     raise _Unsupported  # enums, bytes, float, groups
 
 
 class _LazyReader:
-    """A nested type's reader, built on first use: message types may refer to each other."""
+    """A nested type's reader until it is built: message types may refer to each other, or to themselves."""
 
-    __slots__ = ("_descriptor", "_read")
+    __slots__ = ("_descriptor",)
 
     def __init__(self, descriptor: Descriptor) -> None:
         self._descriptor = descriptor
-        self._read: Reader | None = None
 
     def __call__(self, document: Any) -> Any:
-        if self._read is None:
-            self._read = _message_reader(self._descriptor)
-        return self._read(document)
+        return _message_reader(self._descriptor)(document)
 
 
 def _read_string(value: Any) -> str:

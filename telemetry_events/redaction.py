@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import struct_pb2
+
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError
 from telemetry_events.validation import name_problem
@@ -81,11 +83,14 @@ class RedactionPolicy:
             parameters = redacted["parameters"] = dict(parameters)
             keys = self.allowed_keys(redacted.get("feature", ""), redacted.get("action", ""))
             if keys:
-                parameters["private_metadata"] = {
-                    key: value if type(value) is str else NOT_A_STRING
-                    for key, value in parameters["private_metadata"].items()
-                    if key in keys
-                }
+                # Built as messages: a dict would go through Struct.update, a Python loop per key.
+                parameters["private_metadata"] = struct_pb2.Struct(
+                    fields={
+                        key: struct_pb2.Value(string_value=value if type(value) is str else NOT_A_STRING)
+                        for key, value in parameters["private_metadata"].items()
+                        if key in keys
+                    }
+                )
             else:
                 del parameters["private_metadata"]
         return redacted
