@@ -36,6 +36,7 @@ from telemetry_events import pb
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.protojson import message_to_json
 from telemetry_events.redaction import policy_from
+from telemetry_export import recording
 from telemetry_export.recording import DEFAULT_CHUNK_SIZE, record_events
 from telemetry_export.sample_events import sample_events
 from telemetry_export.store.connection import Connections, DatabaseSettings
@@ -98,6 +99,30 @@ def run_cli(url: str, path: Path) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024, out
 
 
+class _WriteInline(recording._ChunkWriter):
+    """The chunk writer without its thread: each chunk written before the next is prepared."""
+
+    def __enter__(self):
+        return self
+
+    def write(self, chunk):
+        recording._write_chunk(self._cursor, chunk, self._result)
+        if self._on_chunk is not None:
+            self._on_chunk(self._result)
+
+    def __exit__(self, kind, error, traceback):
+        return None
+
+
+def record_without_overlap(conn, events, policy, scope):
+    threaded = recording._ChunkWriter
+    recording._ChunkWriter = _WriteInline
+    try:
+        return record_events(conn, events, policy, scope)
+    finally:
+        recording._ChunkWriter = threaded
+
+
 def count(conn, table: str) -> int:
     cursor = conn.cursor()
     cursor.execute(f"SELECT count(*) FROM {table}")  # noqa: S608 - the benchmark's own table names
@@ -120,8 +145,13 @@ def throughput(args: argparse.Namespace) -> None:
         write_jsonl(events, path)
         file_bytes = path.stat().st_size
         with benchmark_database(args.admin_url) as url, Connections(DatabaseSettings(url=url)).connection() as conn:
-            api_times, cli_times, copy_times, dumps = [], [], [], None
+            api_times, cli_times, copy_times, inline_times, dumps = [], [], [], [], None
             for _ in range(args.rounds):
+                if args.compare_overlap:
+                    truncate(conn)
+                    started = time.perf_counter()
+                    record_without_overlap(conn, events, policy, scope)
+                    inline_times.append(time.perf_counter() - started)
                 truncate(conn)
                 started = time.perf_counter()
                 result = record_events(conn, events, policy, scope)
@@ -145,6 +175,12 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"baseline COPY:  {n / baseline:>9,.0f} events/s (median {baseline:.2f} s; the same rows, both tables)")
     print(f"Python API:     {n / api:>9,.0f} events/s (median {api:.2f} s)  ratio {baseline / api:.2f} (target >= 0.5)")
     print(f"CLI from JSONL: {n / cli:>9,.0f} events/s (median {cli:.2f} s)  ratio {baseline / cli:.2f} (target >= 0.4)")
+    if inline_times:
+        inline = statistics.median(inline_times)
+        print(
+            f"Python API without overlap: {n / inline:>9,.0f} events/s (median {inline:.2f} s)  ratio"
+            f" {baseline / inline:.2f}: the writer thread gains {inline / api:.2f}x"
+        )
 
 
 def peak_memory(args: argparse.Namespace) -> None:
@@ -166,6 +202,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--memory", action="store_true", help="measure the CLI's peak memory instead")
+    parser.add_argument(
+        "--compare-overlap", action="store_true", help="also record through the API with each chunk written inline"
+    )
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--large", type=int, default=1_000_000)
     parser.add_argument("--admin-url", help="admin URL of a Postgres server (default: a throwaway cluster)")

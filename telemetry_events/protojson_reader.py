@@ -1,14 +1,14 @@
 """Protojson text to a message's constructor arguments, fast; `json_format` for everything unusual.
 
 `json_format.Parse` costs about 170 us for a typical 1 KB event on this machine, several times
-everything else recording does with it. Here each line is read by the json module's C scanner
-(objects kept as lists of pairs, so duplicate keys stay visible), then converted by small
-readers built once per message type from its descriptor into the arguments of the message's
+everything else recording does with it. Here each line is read by orjson (by the json module's
+C scanner when orjson refuses it or a key may be repeated), then converted by small readers
+built once per message type from its descriptor into the arguments of the message's
 constructor: `pb.Event(**arguments)` is the event `json_format.Parse` would give. The readers
 take only the plain forms: canonical field names or the original ones, strings for strings,
 JSON numbers (or canonical integer strings for 64-bit integers), booleans, objects, and
 RFC 3339 timestamps in UTC. Anything else (a null, a number given as a string, a timestamp
-with an offset, an unknown or duplicated field, a type mismatch) makes the reader give up,
+with an offset, an unknown or repeated field, a type mismatch) makes the reader give up,
 and the line is parsed by `json_format.Parse` instead: its result, or its ParseError. So the
 fast path never decides an edge case differently; a property test holds it to that.
 """
@@ -19,8 +19,10 @@ import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
+import orjson
 from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
@@ -28,12 +30,6 @@ from google.protobuf.message import Message
 from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, NestedTooDeep
 
 ParseError = json_format.ParseError
-
-
-class _Pairs(list):
-    """A JSON object as the scanner saw it: its (key, value) pairs in order, duplicates included."""
-
-    __slots__ = ()
 
 
 class NotAnObject(ValueError):
@@ -48,7 +44,21 @@ class _GiveUp(Exception):
     """Not a plain form: json_format decides."""
 
 
-_decoder = json.JSONDecoder(object_pairs_hook=_Pairs)
+class _DuplicateKey(Exception):
+    pass
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise _DuplicateKey
+    return document
+
+
+# The exact reading, for a line orjson refuses or that may repeat a key: the json module's C
+# scanner, as json_format.Parse uses it, with each object's pairs checked for a repeated key.
+_exact_decoder = json.JSONDecoder(object_pairs_hook=_object_without_duplicates)
+_ESCAPED_COLON = re.compile(r"\\u003[aA]")
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,19})")
 _TIMESTAMP = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -72,12 +82,35 @@ def parse_arguments(text: str, descriptor: Descriptor) -> dict[str, Any] | None:
         NotAnObject: the JSON value is not an object.
         NestedTooDeep: a Struct nests deeper than the gateway can decode.
     """
-    document = _decoder.decode(text)
-    if type(document) is not _Pairs:
-        raise NotAnObject([] if type(document) is list else document)
+    document = _decode(text)
+    if document is None:
+        return None
+    if type(document) is not dict:
+        raise NotAnObject(document)
     try:
         return _message_reader(descriptor)(document)
     except _GiveUp:
+        return None
+
+
+def _decode(text: str) -> Any:
+    """The JSON value of `text`, read by orjson when it can; None when a key is repeated.
+
+    orjson is several times faster than the json module, but keeps the last of a repeated key
+    where json_format refuses the line. Every key is followed by one colon outside strings, so
+    a line that repeats none has as many colons as the compact JSON of what was read (unless a
+    string spells a colon as an escape, which is then read exactly).
+    """
+    try:
+        document = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        pass  # NaN, a lone surrogate, not JSON at all...: read exactly, for json_format's answer and words
+    else:
+        if text.count(":") == orjson.dumps(document).count(b":") and not _ESCAPED_COLON.search(text):
+            return document
+    try:
+        return _exact_decoder.decode(text)
+    except _DuplicateKey:
         return None
 
 
@@ -107,26 +140,33 @@ def _build_message_reader(descriptor: Descriptor) -> Reader:
         return _read_struct
     if descriptor.full_name.startswith("google.protobuf."):
         return _give_up
-    fields: dict[str, tuple[str, Reader]] = {}
+    fields: dict[str, tuple[str, Reader | None]] = {}
     for field in descriptor.fields:
         try:
-            entry = (field.name, _field_reader(field))
+            read_value = _field_reader(field)
         except _Unsupported:
-            entry = (field.name, _give_up)
+            read_value = _give_up
+        # Strings, the most common field, are checked inline rather than through a call.
+        entry = (field.name, None if read_value is _read_string else read_value)
         fields[field.json_name] = fields[field.name] = entry
 
     def read(document: Any) -> dict[str, Any]:
-        if type(document) is not _Pairs:
+        if type(document) is not dict:
             raise _GiveUp
         arguments: dict[str, Any] = {}
-        for key, value in document:
+        for key, value in document.items():
             entry = fields.get(key)
             if entry is None or value is None:
                 raise _GiveUp  # unknown field, or null (json_format's rules for it)
             name, read_value = entry
-            if name in arguments:
-                raise _GiveUp  # a field twice, or under both of its names
-            arguments[name] = read_value(value)
+            if read_value is None:
+                if type(value) is not str:
+                    raise _GiveUp
+                arguments[name] = value
+            else:
+                arguments[name] = read_value(value)
+        if len(arguments) != len(document):
+            raise _GiveUp  # a field under both of its names
         return arguments
 
     return read
@@ -153,15 +193,13 @@ def _field_reader(field: FieldDescriptor) -> Reader:
 
 def _map_reader(read_value: Reader) -> Reader:
     def read(document: Any) -> dict[str, Any]:
-        if type(document) is not _Pairs:
+        if type(document) is not dict:
             raise _GiveUp
         entries = {}
-        for key, value in document:
+        for key, value in document.items():
             if value is None:
                 raise _GiveUp
             entries[key] = read_value(value)
-        if len(entries) != len(document):
-            raise _GiveUp  # a key twice
         return entries
 
     return read
@@ -249,31 +287,35 @@ def _read_timestamp(value: Any) -> dict[str, int]:
     match = _TIMESTAMP.fullmatch(value)
     if match is None:
         raise _GiveUp
-    year, month, day, hour, minute, second, fraction = match.groups()
+    fraction = match.group(7)
+    return {"seconds": _seconds(value[:19]), "nanos": int(fraction.ljust(9, "0")) if fraction else 0}
+
+
+@lru_cache(maxsize=1024)
+def _seconds(moment: str) -> int:
+    """Seconds since the epoch of "YYYY-MM-DDTHH:MM:SS" in UTC; a file's events mostly share a few."""
     try:
-        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC)
+        parsed = datetime(
+            int(moment[0:4]), int(moment[5:7]), int(moment[8:10]), int(moment[11:13]), int(moment[14:16]),
+            int(moment[17:19]), tzinfo=UTC,
+        )  # fmt: skip
     except ValueError:
-        raise _GiveUp from None
-    delta = moment - _EPOCH
-    return {"seconds": delta.days * 86_400 + delta.seconds, "nanos": int(fraction.ljust(9, "0")) if fraction else 0}
+        raise _GiveUp from None  # not cached: lru_cache keeps only what returns
+    delta = parsed - _EPOCH
+    return delta.days * 86_400 + delta.seconds
 
 
 def _read_struct(value: Any) -> dict[str, Any]:
-    if type(value) is not _Pairs:
+    if type(value) is not dict:
         raise _GiveUp
     return _struct(value, MAX_PRIVATE_METADATA_DEPTH)
 
 
-def _struct(pairs: _Pairs, budget: int) -> dict[str, Any]:
+def _struct(document: dict[str, Any], budget: int) -> dict[str, Any]:
     """A JSON object as the plain dict a Struct is built from, no deeper than `budget` message levels."""
     if budget < 1:
         raise NestedTooDeep
-    fields = {}
-    for key, value in pairs:
-        fields[key] = _struct_value(value, budget - 2)  # an entry, then its Value
-    if len(fields) != len(pairs):
-        raise _GiveUp  # a key twice
-    return fields
+    return {key: _struct_value(value, budget - 2) for key, value in document.items()}  # an entry, then its Value
 
 
 def _struct_value(value: Any, budget: int) -> Any:
@@ -290,7 +332,7 @@ def _struct_value(value: Any, budget: int) -> Any:
         if -_EXACT_INTEGER <= value <= _EXACT_INTEGER:
             return float(value)
         raise _GiveUp
-    if kind is _Pairs:
+    if kind is dict:
         return _struct(value, budget - 1)
     if kind is list:
         if budget < 2:

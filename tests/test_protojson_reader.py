@@ -263,3 +263,23 @@ def test_each_field_given_each_odd_value_reads_as_json_format_reads_it(path):
         target[path[-1]] = value
         line = json.dumps(document)
         assert _outcome(_fast, line) == _outcome(_json_format, line), line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"feature": "a", "feature": "a"}',
+        '{"feature": "a:b", "feature": "a:b"}',
+        '{"feature": "a", "feat\\u0075re": "b"}',
+        '{"feature": "x\\u003a", "feature": "y"}',
+        '{"feature": "x\\u003A", "action": "y:z"}',
+        '{"feature": "x\\u003a", "feature": "y\\u003a"}',
+        '{"action": "a\\u003a", "feature": "x", "feature": "y"}',
+        '{"parameters": {"metadata": {"k": 1, "k": 2}}}',
+        '{"parameters": {"privateMetadata": {"a": {"b": 1, "b": 1}}}}',
+        '{"user": {"userId": "1"}, "user": {"anonymousUserId": "x"}}',
+        '{"id": "0194f3a2-7c1e-7b2a-9d3e-5f6a7b8c9d0e", "timestamp": "2026-01-02T03:04:05Z", "id": "x"}',
+    ],
+)
+def test_a_repeated_key_is_json_formats_to_judge(line):
+    assert _outcome(_fast, line) == _outcome(_json_format, line)

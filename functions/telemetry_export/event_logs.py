@@ -46,18 +46,23 @@ def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -
     public = {}
     legacy = parameters.legacy_metadata
     if legacy:
-        for key, value in legacy.items():
-            public[key] = float(value)
+        for key in legacy:
+            public[key] = float(legacy[key])
     metadata = parameters.metadata
     if metadata:
-        public.update(metadata.items())
+        # Maps are read key by key: dict(map) goes through a Python keys() view, about twice the cost.
+        public.update({key: metadata[key] for key in metadata})
     public[EXPORTABLE_MARKER] = exportable
     argument = (
         _dumps(_struct(parameters.private_metadata, MAX_PRIVATE_METADATA_DEPTH))
         if parameters.HasField("private_metadata")
         else None
     )
-    flags = _dumps(dict(event.feature_flags.flags)) if event.HasField("feature_flags") else None
+    if event.HasField("feature_flags"):
+        flag_map = event.feature_flags.flags
+        flags = _dumps({key: flag_map[key] for key in flag_map})
+    else:
+        flags = None
     user = event.user
     source = event.source
     if source.HasField("client"):
@@ -67,9 +72,17 @@ def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -
     else:
         client_name, client_label = "", None
     if event.HasField("marketing_tracking"):
-        tracking = dict((field.name, value) for field, value in event.marketing_tracking.ListFields())
+        tracking = event.marketing_tracking
+        has = tracking.HasField
+        url = tracking.url
+        cohort_id = tracking.cohort_id if has("cohort_id") else None
+        first_source_url = tracking.first_source_url if has("first_source_url") else None
+        last_source_url = tracking.last_source_url if has("last_source_url") else None
+        referrer = tracking.referrer if has("referrer") else None
+        device_session_id = tracking.device_session_id if has("device_session_id") else None
     else:
-        tracking = _NO_TRACKING
+        url = ""
+        cohort_id = first_source_url = last_source_url = referrer = device_session_id = None
     billing = (
         f"{parameters.billing_metadata.product}:{parameters.billing_metadata.category}"
         if parameters.HasField("billing_metadata")
@@ -79,7 +92,7 @@ def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -
         event_id,
         timestamp,
         f"{event.feature}.{event.action}",
-        tracking.get("url", ""),
+        url,
         user.user_id,
         user.anonymous_user_id if user.HasField("anonymous_user_id") else UNKNOWN_ANONYMOUS_USER,
         client_name or BACKEND_SOURCE,
@@ -87,17 +100,14 @@ def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -
         _dumps(public),
         source.server.version,
         flags,
-        tracking.get("cohort_id"),
-        tracking.get("first_source_url"),
-        tracking.get("last_source_url"),
-        tracking.get("referrer"),
-        tracking.get("device_session_id"),
+        cohort_id,
+        first_source_url,
+        last_source_url,
+        referrer,
+        device_session_id,
         billing,
         client_label,
     )
-
-
-_NO_TRACKING: dict[str, str] = {}
 
 
 def log_line_from_arguments(arguments: dict[str, Any], event_id: str, timestamp: str, exportable: bool) -> str:
@@ -183,7 +193,8 @@ def _struct(struct: struct_pb2.Struct, budget: int) -> dict[str, Any]:
     """A Struct as plain values, no deeper than `budget` message levels (the nesting rule, checked on the way)."""
     if budget < 1:
         raise NestedTooDeep
-    return {key: _value(value, budget - 2) for key, value in struct.fields.items()}
+    fields = struct.fields  # keys and lookups, both in C: .items() is a Python generator over the map
+    return {key: _value(fields[key], budget - 2) for key in fields}
 
 
 def _value(value: struct_pb2.Value, budget: int) -> Any:
