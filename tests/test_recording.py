@@ -277,3 +277,13 @@ def test_the_first_and_last_years_are_stored_as_they_are(conn, seconds, nanos, s
     text = "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
     assert _rows(conn, f"SELECT {text} FROM event_logs") == [[stored]]  # noqa: S608
     assert _rows(conn, f"SELECT {text} FROM telemetry_events_export_queue") == [[stored]]  # noqa: S608
+
+
+def test_an_id_repeated_chunks_apart_is_reported_once_as_a_duplicate(conn):
+    events = list(sample_events(10, seed=8))
+    again = pb.Event()
+    again.CopyFrom(events[1])
+    again.id = events[1].id.upper()
+    result = record_events(conn, events + [again], POLICY, ALL, chunk_size=3)
+    assert (result.recorded, result.queued, result.duplicate_ids) == (10, 10, [events[1].id])
+    assert _rows(conn, "SELECT count(*) FROM event_logs") == [[10]]

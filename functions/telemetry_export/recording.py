@@ -178,22 +178,23 @@ def record_rows(
     """
     result = RecordResult()
     in_batch_duplicates: list[str] = []
-    seen: set[str] = set()
     with transaction(conn) as cursor:
         store.prepare(cursor)
         with _ChunkWriter(cursor, result, on_chunk) as writer:
-            chunk: list[store.RecordedRow] = []
+            # IDs are remembered per chunk only, so memory stays flat in the batch's size: an ID
+            # repeated from an earlier chunk is refused by the unique index, inside this
+            # transaction, and reported as a duplicate like one recorded before.
+            chunk: dict[str, store.RecordedRow] = {}
             for row in rows:
-                if row.event_id in seen:
+                if row.event_id in chunk:
                     in_batch_duplicates.append(row.event_id)
                     continue
-                seen.add(row.event_id)
-                chunk.append(row)
+                chunk[row.event_id] = row
                 if len(chunk) >= chunk_size:
-                    writer.write(chunk)
-                    chunk = []
+                    writer.write(list(chunk.values()))
+                    chunk = {}
             if chunk:
-                writer.write(chunk)
+                writer.write(list(chunk.values()))
     result.duplicate_ids.extend(in_batch_duplicates)
     if result.duplicate_ids:
         logger.warning("skipped duplicate event IDs", extra={"duplicates": len(result.duplicate_ids)})
