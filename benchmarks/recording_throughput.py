@@ -99,24 +99,23 @@ def run_cli(url: str, path: Path) -> tuple[float, float, str]:
     return elapsed, usage.ru_maxrss / 1024, out
 
 
-class _WriteInline(recording._ChunkWriter):
-    """The chunk writer without its thread: each chunk written before the next is prepared."""
-
-    def __enter__(self):
-        return self
-
-    def write(self, chunk):
-        recording._write_chunk(self._cursor, chunk, self._result)
-        if self._on_chunk is not None:
-            self._on_chunk(self._result)
-
-    def __exit__(self, kind, error, traceback):
-        return None
-
-
 def record_without_overlap(conn, events, policy, scope):
+    """record_events with each chunk written before the next is prepared: the writer thread measured."""
+
+    class WriteInline(recording._ChunkWriter):
+        def __enter__(self):
+            return self
+
+        def write(self, chunk):
+            recording._write_chunk(self._cursor, chunk, self._result)
+            if self._on_chunk is not None:
+                self._on_chunk(self._result)
+
+        def __exit__(self, kind, error, traceback):
+            return None
+
     threaded = recording._ChunkWriter
-    recording._ChunkWriter = _WriteInline
+    recording._ChunkWriter = WriteInline
     try:
         return record_events(conn, events, policy, scope)
     finally:

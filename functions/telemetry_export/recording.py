@@ -57,8 +57,8 @@ def record_events(
 
     Each event is validated first. An event whose ID is already recorded (earlier, or
     earlier in this batch) is skipped and reported in `duplicate_ids`, not an error.
-    `events` may be a generator: it is consumed chunk by chunk. The caller's Event objects
-    are not modified.
+    `events` may be a generator: it is consumed chunk by chunk, while a writer thread holds
+    `conn` (so it must not use `conn` itself). The caller's Event objects are not modified.
 
     Raises:
         InvalidEventError: an event breaks a rule; nothing of the batch is written.
