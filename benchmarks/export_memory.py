@@ -31,6 +31,7 @@ def peak_rss_mib(url: str, gateway_url: str) -> tuple[float, dict, float]:
         **os.environ,
         "DATABASE_URL": url,
         "TELEMETRY_GATEWAY_ADDR": gateway_url,
+        "TELEMETRY_INSTANCE_ID": "benchmark-instance",
         "TELEMETRY_EXPORT_FUNCTION_TIMEOUT": "3600",
         "TELEMETRY_EXPORT_DEADLINE_MARGIN": "60",
     }

@@ -10,7 +10,15 @@
 #     REPOSITORY  Artifact Registry Docker repository, e.g. the `images_repository` Terraform output:
 #                 europe-west1-docker.pkg.dev/PROJECT/telemetry-images
 #     TAG         image tag (default: the git commit, with -dirty when the tree has changes)
-#   Environment: BUILD_SERVICE_ACCOUNT  optional service account for the build (projects/P/serviceAccounts/EMAIL)
+#   Environment (both required; Terraform outputs them):
+#     BUILD_SERVICE_ACCOUNT  the build's identity, projects/P/serviceAccounts/EMAIL (output build_service_account).
+#                            Required: without it Cloud Build runs as the project's default build account (on new
+#                            projects the Compute Engine default account, usually with Editor on the project).
+#     BUILD_STAGING_DIR      gs://BUCKET/PATH the build context is uploaded to, readable by that account
+#                            (output build_staging_dir)
+#
+# The builder image is pinned by digest (BUILDER below), like the Dockerfile's base image, so the same source
+# builds with the same tools. To move it: look up the digest of gcr.io/cloud-builders/docker, put it below.
 #
 # Prints the digest-pinned image reference on stdout: give it to Terraform as gateway_image, so every build
 # rolls out as a new Cloud Run revision.
@@ -28,6 +36,19 @@ if [[ ! "$repository" =~ ^([a-z0-9-]+)-docker\.pkg\.dev/([a-z][a-z0-9-]{4,28}[a-
 fi
 region="${BASH_REMATCH[1]}"
 project="${BASH_REMATCH[2]}"
+
+BUILDER="gcr.io/cloud-builders/docker@sha256:3d00b6c1a9b862621c30fc74d4f2abfc62bcbdee631ed3febd31e7edbdf6252c"
+
+if [[ ! "${BUILD_SERVICE_ACCOUNT:-}" =~ ^projects/[^/]+/serviceAccounts/[^/@]+@[^/]+$ ]]; then
+  echo "build_gateway_image: set BUILD_SERVICE_ACCOUNT=projects/PROJECT/serviceAccounts/EMAIL" \
+    "(terraform output -raw build_service_account); got '${BUILD_SERVICE_ACCOUNT:-}'" >&2
+  exit 2
+fi
+if [[ ! "${BUILD_STAGING_DIR:-}" =~ ^gs://[a-z0-9][a-z0-9._-]*(/[^ ]*)?$ ]]; then
+  echo "build_gateway_image: set BUILD_STAGING_DIR=gs://BUCKET/PATH (terraform output -raw build_staging_dir);" \
+    "got '${BUILD_STAGING_DIR:-}'" >&2
+  exit 2
+fi
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -50,25 +71,21 @@ config="$(mktemp)"
 trap 'rm -f "$config"' EXIT
 cat >"$config" <<YAML
 steps:
-  - name: gcr.io/cloud-builders/docker
+  - name: ${BUILDER}
     args: ["build", "--file", "gateway_run/Dockerfile", "--tag", "${image}", "."]
 images: ["${image}"]
 options:
   logging: CLOUD_LOGGING_ONLY
 YAML
 
-extra=()
-if [[ -n "${BUILD_SERVICE_ACCOUNT:-}" ]]; then
-  extra+=(--service-account="$BUILD_SERVICE_ACCOUNT")
-fi
-
-echo "build_gateway_image: building ${image} in ${project} (${region})" >&2
+echo "build_gateway_image: building ${image} in ${project} (${region}) as ${BUILD_SERVICE_ACCOUNT##*/}" >&2
 gcloud builds submit . \
   --project="$project" \
   --region="$region" \
   --config="$config" \
   --ignore-file=.dockerignore \
-  "${extra[@]}" >&2
+  --service-account="$BUILD_SERVICE_ACCOUNT" \
+  --gcs-source-staging-dir="$BUILD_STAGING_DIR" >&2
 
 digest="$(gcloud artifacts docker images describe "$image" --project="$project" --format='value(image_summary.digest)')"
 if [[ ! "$digest" =~ ^sha256:[0-9a-f]{64}$ ]]; then

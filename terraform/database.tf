@@ -40,6 +40,13 @@ resource "google_sql_database_instance" "main" {
       # No authorized_networks block: the public IP, when there is one, admits connectors only.
     }
 
+    # Deleting the instance deletes its automated backups; this keeps one last backup for
+    # db_final_backup_retention_days, restorable to a new instance (docs/deploy.md, Tearing down).
+    final_backup_config {
+      enabled        = true
+      retention_days = var.db_final_backup_retention_days
+    }
+
     backup_configuration {
       enabled                        = true
       start_time                     = var.db_backup_start_time
@@ -136,14 +143,20 @@ resource "google_sql_database" "telemetry" {
 }
 
 # IAM database users. A service account's database user name is its email without ".gserviceaccount.com".
+#
+# deletion_policy = "ABANDON" on every user: Cloud SQL deletes a user with DROP ROLE, which PostgreSQL refuses
+# while the role owns objects (the admin who migrated owns the tables) or holds grants. Abandoning removes the user
+# from Terraform's state only; the role stays in the database until someone reassigns what it owns and drops it
+# (docs/deploy.md, Tearing down), and deleting the instance removes it anyway.
 resource "google_sql_user" "function" {
   for_each = google_service_account.function
 
-  project        = var.project_id
-  instance       = google_sql_database_instance.main.name
-  name           = trimsuffix(each.value.email, ".gserviceaccount.com")
-  type           = "CLOUD_IAM_SERVICE_ACCOUNT"
-  database_roles = var.db_function_roles[each.key]
+  project         = var.project_id
+  instance        = google_sql_database_instance.main.name
+  name            = trimsuffix(each.value.email, ".gserviceaccount.com")
+  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+  database_roles  = var.db_function_roles[each.key]
+  deletion_policy = "ABANDON"
 }
 
 # People who run `telemetry-export db migrate` (through the Auth Proxy, with --auto-iam-authn). The migration
@@ -151,9 +164,10 @@ resource "google_sql_user" "function" {
 resource "google_sql_user" "admin" {
   for_each = toset(var.db_admin_iam_users)
 
-  project        = var.project_id
-  instance       = google_sql_database_instance.main.name
-  name           = each.value
-  type           = "CLOUD_IAM_USER"
-  database_roles = ["cloudsqlsuperuser"]
+  project         = var.project_id
+  instance        = google_sql_database_instance.main.name
+  name            = each.value
+  type            = "CLOUD_IAM_USER"
+  database_roles  = ["cloudsqlsuperuser"]
+  deletion_policy = "ABANDON"
 }

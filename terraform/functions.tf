@@ -1,10 +1,14 @@
 # The three Cloud Functions (gen2). One source zip, built reproducibly by scripts/package_functions.py, serves all
 # three; the object is named after the zip's SHA-256, so a code change produces a new object name and therefore a
 # new deployment, while re-packaging unchanged code changes nothing.
+#
+# The zip is needed to create or update the functions, not to destroy them: its hash is read only when the file
+# exists, and the bucket object's precondition refuses a plan that would upload a missing zip
+# (tests/terraform/test_terraform_evaluation.py runs a destroy without it).
 
 locals {
   function_source_zip    = coalesce(var.function_source_zip, "${path.module}/../build/functions-source.zip")
-  function_source_sha256 = filesha256(local.function_source_zip)
+  function_source_sha256 = fileexists(local.function_source_zip) ? filesha256(local.function_source_zip) : "missing"
 
   db_environment = {
     INSTANCE_CONNECTION_NAME = google_sql_database_instance.main.connection_name
@@ -46,7 +50,7 @@ locals {
     export = [for secret in compact([var.license_key_secret]) : {
       key     = "TELEMETRY_LICENSE_KEY"
       secret  = secret
-      version = var.license_key_secret_version
+      version = var.license_key_secret_version # pinned: a number, never "latest" (variables.tf)
     }]
     cleanup = []
     metrics = []
@@ -66,10 +70,14 @@ resource "google_storage_bucket" "function_source" {
     enabled = true
   }
 
-  # Old source zips are only needed for a rollback; keep them a while, then let them go.
+  # The live zip is never deleted by age: the functions' next build and Terraform both need it. A superseded zip is
+  # deleted by Terraform when the object is replaced (a new hash is a new object name), which with versioning on
+  # keeps it as a noncurrent version for rollbacks; those go after 30 days. The gateway image builds stage their
+  # source under gateway-build-source/ (scripts/build_gateway_image.sh), needed only while the build runs.
   lifecycle_rule {
     condition {
-      age = 90
+      days_since_noncurrent_time = 30
+      with_state                 = "ARCHIVED"
     }
     action {
       type = "Delete"
@@ -77,7 +85,8 @@ resource "google_storage_bucket" "function_source" {
   }
   lifecycle_rule {
     condition {
-      days_since_noncurrent_time = 30
+      age            = 7
+      matches_prefix = ["gateway-build-source/"]
     }
     action {
       type = "Delete"
@@ -92,6 +101,13 @@ resource "google_storage_bucket_object" "function_source" {
   name         = "functions/${local.function_source_sha256}.zip"
   source       = local.function_source_zip
   content_type = "application/zip"
+
+  lifecycle {
+    precondition {
+      condition     = fileexists(local.function_source_zip)
+      error_message = "The functions' source zip is missing: run .venv/bin/python scripts/package_functions.py (or set function_source_zip)."
+    }
+  }
 }
 
 resource "google_cloudfunctions2_function" "job" {
@@ -161,6 +177,7 @@ resource "google_cloudfunctions2_function" "job" {
   depends_on = [
     google_project_iam_member.cloudsql,
     google_project_iam_member.build_log_writer,
+    google_project_iam_member.build_reads_gcf_sources,
     google_storage_bucket_iam_member.build_reads_source,
     google_artifact_registry_repository_iam_member.build_pushes_images,
     google_secret_manager_secret_iam_member.license_key,

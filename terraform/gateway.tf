@@ -7,8 +7,11 @@
 
 locals {
   images_repository = "${var.region}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.images.repository_id}"
-  gateway_image     = coalesce(var.gateway_image, "${local.images_repository}/telemetry-gateway:latest")
   gateway_port      = 8080
+
+  # The exporter's stream may stay open for the whole function timeout (its deadline is derived from it), so Cloud
+  # Run's request timeout follows it unless set; variables.tf refuses an explicit one that is shorter.
+  gateway_request_timeout_seconds = coalesce(var.gateway.request_timeout_seconds, var.export_function.timeout_seconds + 60)
 
   gateway_environment = {
     GOOGLE_CLOUD_PROJECT                 = var.project_id
@@ -22,7 +25,10 @@ locals {
   }
 
   gateway_secret_environment = var.gateway_service_token_secret == null ? {} : {
-    TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 = var.gateway_service_token_secret
+    TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 = {
+      secret  = var.gateway_service_token_secret
+      version = var.gateway_service_token_secret_version # pinned: a number, never "latest" (variables.tf)
+    }
   }
 }
 
@@ -60,12 +66,13 @@ resource "google_cloud_run_v2_service" "gateway" {
   description = "Telemetry Gateway: gRPC RecordEvents over h2c, publishing to Pub/Sub."
   ingress     = var.gateway_ingress
 
+  # Terraform only: a plan that would delete or replace the service fails; the console and gcloud still can.
   deletion_protection  = var.deletion_protection
   invoker_iam_disabled = false
 
   template {
     service_account                  = google_service_account.gateway.email
-    timeout                          = "${var.gateway.request_timeout_seconds}s"
+    timeout                          = "${local.gateway_request_timeout_seconds}s"
     max_instance_request_concurrency = var.gateway.concurrency
 
     scaling {
@@ -75,7 +82,7 @@ resource "google_cloud_run_v2_service" "gateway" {
 
     containers {
       name  = "gateway"
-      image = local.gateway_image
+      image = var.gateway_image
 
       ports {
         name           = "h2c"
@@ -107,8 +114,8 @@ resource "google_cloud_run_v2_service" "gateway" {
           name = env.key
           value_source {
             secret_key_ref {
-              secret  = env.value
-              version = "latest"
+              secret  = env.value.secret
+              version = env.value.version
             }
           }
         }
@@ -126,7 +133,7 @@ resource "google_cloud_run_v2_service" "gateway" {
       }
 
       # Liveness asks the gateway's "liveness" service, which stays SERVING while Pub/Sub is down:
-      # restarting instances would not bring Pub/Sub back.
+      # restarting instances would not bring Pub/Sub back. So no probe restarts an instance that lost Pub/Sub.
       liveness_probe {
         period_seconds    = 30
         timeout_seconds   = 5
@@ -136,6 +143,13 @@ resource "google_cloud_run_v2_service" "gateway" {
           service = "liveness"
         }
       }
+    }
+  }
+
+  lifecycle {
+    precondition {
+      condition     = var.gateway_image != null
+      error_message = "gateway_image is not set: build the image (scripts/build_gateway_image.sh, docs/deploy.md step 4) and set gateway_image to the digest it prints."
     }
   }
 

@@ -7,7 +7,10 @@
 #   gateway   (Cloud Run)               publisher on the events and dead-letter topics; viewer on the events topic
 #                                       (its health check reads the topic); secretAccessor on the service token secret
 #   scheduler (Cloud Scheduler)         run.invoker on the three functions only
-#   fn-build  (Cloud Build of the functions) reads the source bucket, pushes images to this stack's repository, logs
+#   fn-build  (Cloud Build: the function images and the gateway image) reads this stack's source bucket and
+#             Google's gcf-v2-sources-<project number>-<region> bucket (IAM condition), pushes images to this
+#             stack's repository, writes build logs
+#   bq-writer (the BigQuery subscription) writes the events table only
 #
 # Nothing is granted to allUsers or allAuthenticatedUsers (a test enforces it).
 
@@ -43,8 +46,17 @@ resource "google_service_account" "scheduler" {
 resource "google_service_account" "build" {
   project      = var.project_id
   account_id   = "${local.prefix}-fn-build"
-  display_name = "telemetry-export function builds"
-  description  = "Cloud Build identity that turns the function source zip into container images."
+  display_name = "telemetry-export builds"
+  description  = "Cloud Build identity that turns the function source zip into container images and builds the gateway image (scripts/build_gateway_image.sh)."
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_service_account" "bigquery_writer" {
+  project      = var.project_id
+  account_id   = "${local.prefix}-bq-writer"
+  display_name = "telemetry-export BigQuery sink"
+  description  = "Identity the BigQuery subscription writes the events table as (bigquery_config.service_account_email), instead of the project-wide Pub/Sub service agent."
 
   depends_on = [google_project_service.enabled]
 }
@@ -95,6 +107,7 @@ resource "google_project_iam_member" "metrics_writer" {
 
 # --- Secrets: each readable by the one identity that uses it -------------------------------------------------------
 
+# Secrets are granted on the secret and read at a pinned version (variables.tf refuses "latest").
 resource "google_secret_manager_secret_iam_member" "license_key" {
   count = var.license_key_secret == null ? 0 : 1
 
@@ -121,10 +134,30 @@ resource "google_project_iam_member" "build_log_writer" {
   member  = "serviceAccount:${google_service_account.build.email}"
 }
 
+# The stack's own bucket: the zip Terraform uploads, and the gateway build's staged source.
 resource "google_storage_bucket_iam_member" "build_reads_source" {
   bucket = google_storage_bucket.function_source.name
   role   = "roles/storage.objectViewer"
   member = "serviceAccount:${google_service_account.build.email}"
+}
+
+# Cloud Functions (gen2) copies the source into Google-created buckets named gcf-v2-sources-<project number>-<region>
+# (with a key-hash suffix under CMEK), and the build fetches it from there
+# (https://cloud.google.com/functions/docs/building). Without read access there the build fails with "Access to
+# bucket gcf-v2-sources-... denied" (hashicorp/terraform-provider-google#20571). Google's build service account
+# page (https://cloud.google.com/run/docs/configuring/services/build-service-account) asks for Storage Object
+# Admin on the project; reading is all the fetch needs, so this is Storage Object Viewer, and only on those
+# buckets. The bucket may not exist before the first deploy, hence a condition instead of a bucket-level grant.
+resource "google_project_iam_member" "build_reads_gcf_sources" {
+  project = var.project_id
+  role    = "roles/storage.objectViewer"
+  member  = "serviceAccount:${google_service_account.build.email}"
+
+  condition {
+    title       = "only-gcf-v2-sources-${var.region}"
+    description = "Limits the grant to the Cloud Functions source buckets of this project and region."
+    expression  = "resource.name.startsWith(\"projects/_/buckets/gcf-v2-sources-${data.google_project.this.number}-${var.region}\")"
+  }
 }
 
 resource "google_artifact_registry_repository_iam_member" "build_pushes_images" {

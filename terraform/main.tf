@@ -37,6 +37,10 @@ locals {
   pubsub_service_agent = "serviceAccount:service-${data.google_project.this.number}@gcp-sa-pubsub.iam.gserviceaccount.com"
 }
 
+# Every API the stack uses. docs/deploy.md step 0 enables this same list with gcloud before anything else (a test
+# compares the two), because Terraform itself needs Service Usage and Resource Manager to read the project and
+# enable the rest, and the secrets are created before the first apply. Keeping them here as well documents the
+# dependency, and `disable_on_destroy = false` means a teardown leaves them enabled.
 resource "google_project_service" "enabled" {
   for_each = toset(concat(
     [
@@ -44,6 +48,7 @@ resource "google_project_service" "enabled" {
       "bigquery.googleapis.com",
       "cloudbuild.googleapis.com",
       "cloudfunctions.googleapis.com",
+      "cloudresourcemanager.googleapis.com",
       "cloudscheduler.googleapis.com",
       "iam.googleapis.com",
       "logging.googleapis.com",
@@ -51,6 +56,7 @@ resource "google_project_service" "enabled" {
       "pubsub.googleapis.com",
       "run.googleapis.com",
       "secretmanager.googleapis.com",
+      "serviceusage.googleapis.com",
       "sqladmin.googleapis.com",
       "storage.googleapis.com",
     ],

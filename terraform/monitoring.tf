@@ -289,14 +289,15 @@ resource "google_monitoring_alert_policy" "export_errors" {
   notification_channels = local.notification_channels
 
   conditions {
-    display_name = "ERROR log lines from the export, cleanup or metrics function"
+    display_name = "At least ${var.alert_job_error_lines} ERROR lines from one function in ${var.alert_job_error_window_seconds}s"
     condition_threshold {
-      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.job_errors.name}\""
+      filter = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.job_errors.name}\""
+      # At least N lines: the sum over the window is greater than N - 1.
       comparison      = "COMPARISON_GT"
-      threshold_value = 0
+      threshold_value = var.alert_job_error_lines - 1
       duration        = "0s"
       aggregations {
-        alignment_period     = "600s"
+        alignment_period     = "${var.alert_job_error_window_seconds}s"
         per_series_aligner   = "ALIGN_SUM"
         cross_series_reducer = "REDUCE_SUM"
         group_by_fields      = ["metric.label.service"]
@@ -313,8 +314,8 @@ resource "google_monitoring_alert_policy" "export_errors" {
 
   documentation {
     mime_type = "text/markdown"
-    subject   = "telemetry-export job failed"
-    content   = "A function logged an error. Find it with: ${local.functions_log_filter} severity>=ERROR"
+    subject   = "telemetry-export jobs keep failing"
+    content   = "A function failed ${var.alert_job_error_lines} or more times in ${var.alert_job_error_window_seconds}s (rows stay queued; nothing is lost). Find the lines with: ${local.functions_log_filter} severity>=ERROR. docs/runbook.md, job errors."
   }
 }
 
@@ -396,6 +397,52 @@ resource "google_monitoring_alert_policy" "dead_lettered" {
     mime_type = "text/markdown"
     subject   = "telemetry events dead-lettered"
     content   = "Events could not be published (gateway: invalid or oversized, reason in the message) or could not be written to BigQuery. Inspect them: gcloud pubsub subscriptions pull ${local.prefix}-gateway-deadletter-hold / ${local.prefix}-bigquery-deadletter-hold --limit=10"
+  }
+}
+
+resource "google_monitoring_alert_policy" "bigquery_sink_stalled" {
+  project               = var.project_id
+  display_name          = "telemetry-export: BigQuery sink not delivering"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = local.notification_channels
+
+  conditions {
+    display_name = "More than ${var.alert_bigquery_backlog_messages} undelivered messages for 15 minutes"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.bigquery.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/num_undelivered_messages\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_bigquery_backlog_messages
+      duration        = "900s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  conditions {
+    display_name = "Oldest unacknowledged message older than ${var.alert_bigquery_oldest_unacked_seconds}s"
+    condition_threshold {
+      filter          = "resource.type = \"pubsub_subscription\" AND resource.labels.subscription_id = \"${google_pubsub_subscription.bigquery.name}\" AND metric.type = \"pubsub.googleapis.com/subscription/oldest_unacked_message_age\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_bigquery_oldest_unacked_seconds
+      duration        = "300s"
+      aggregations {
+        alignment_period   = "300s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  alert_strategy {
+    auto_close = "86400s"
+  }
+
+  documentation {
+    mime_type = "text/markdown"
+    subject   = "telemetry events are not reaching BigQuery"
+    content   = "The BigQuery subscription ${google_pubsub_subscription.bigquery.name} is not delivering. Pub/Sub drops what stays unacknowledged for 7 days: fix it before then. docs/runbook.md, BigQuery sink not delivering."
   }
 }
 

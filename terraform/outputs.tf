@@ -66,6 +66,7 @@ output "service_accounts" {
       gateway   = google_service_account.gateway.email
       scheduler = google_service_account.scheduler.email
       build     = google_service_account.build.email
+      bigquery  = google_service_account.bigquery_writer.email
     },
   )
 }
@@ -73,6 +74,21 @@ output "service_accounts" {
 output "images_repository" {
   description = "Docker repository for the gateway image (argument of scripts/build_gateway_image.sh)."
   value       = local.images_repository
+}
+
+output "build_service_account" {
+  description = "Full resource name of the build service account: BUILD_SERVICE_ACCOUNT of scripts/build_gateway_image.sh."
+  value       = google_service_account.build.id
+}
+
+output "build_staging_dir" {
+  description = "Where scripts/build_gateway_image.sh stages the build context (BUILD_STAGING_DIR): the build service account can read it."
+  value       = "gs://${google_storage_bucket.function_source.name}/gateway-build-source"
+}
+
+output "export_schedule" {
+  description = "The export job's cron schedule after the instance's spread offset (docs/capacity.md, Schedule spread)."
+  value       = module.export_schedule.schedule
 }
 
 output "dashboard_url" {

@@ -73,12 +73,53 @@ resource "google_pubsub_topic_iam_member" "gateway_reads_topic" {
 
 # --- BigQuery sink -----------------------------------------------------------------------------------------------
 
+locals {
+  # var.bigquery_readers as dataset access entries: BigQuery's access list names users and service accounts by
+  # email (user_by_email), groups by group_by_email and domains by domain.
+  bigquery_reader_access = [
+    for member in var.bigquery_readers : {
+      kind  = split(":", member)[0]
+      value = join(":", slice(split(":", member), 1, length(split(":", member))))
+    }
+  ]
+}
+
+# The access blocks are authoritative: they replace BigQuery's default dataset access (project owners, editors and
+# viewers through special groups). What remains: project owners administer it, bigquery_readers read it, and the
+# sink's writer account writes the events table through a table-level grant below.
 resource "google_bigquery_dataset" "telemetry" {
   project       = var.project_id
   dataset_id    = replace("${local.prefix}_telemetry", "-", "_")
   friendly_name = "Telemetry events"
   description   = "Events published by the telemetry gateway, written by a Pub/Sub BigQuery subscription."
   location      = coalesce(var.bigquery_location, var.region)
+
+  access {
+    role          = "OWNER"
+    special_group = "projectOwners"
+  }
+
+  dynamic "access" {
+    for_each = [for reader in local.bigquery_reader_access : reader if contains(["user", "serviceAccount"], reader.kind)]
+    content {
+      role          = "READER"
+      user_by_email = access.value.value
+    }
+  }
+  dynamic "access" {
+    for_each = [for reader in local.bigquery_reader_access : reader if reader.kind == "group"]
+    content {
+      role           = "READER"
+      group_by_email = access.value.value
+    }
+  }
+  dynamic "access" {
+    for_each = [for reader in local.bigquery_reader_access : reader if reader.kind == "domain"]
+    content {
+      role   = "READER"
+      domain = access.value.value
+    }
+  }
 
   depends_on = [google_project_service.enabled]
 }
@@ -89,6 +130,7 @@ resource "google_bigquery_table" "events" {
   table_id    = "events"
   description = "One row per Pub/Sub message: data is the gateway's JSON body {metadata, event}; attributes carry event.feature, event.action and friends. Deduplicate on JSON_VALUE(data, '$.event.id'): delivery is at least once."
 
+  # Terraform only: a plan that would delete or replace the table fails; the console, bq and the API still can.
   deletion_protection = var.deletion_protection
 
   time_partitioning {
@@ -108,12 +150,17 @@ resource "google_bigquery_table" "events" {
   ])
 }
 
-resource "google_bigquery_table_iam_member" "pubsub_writes_events" {
+# The subscription writes as its own service account, not as the Pub/Sub service agent that every subscription of
+# the project shares: only this sink can write the table. (Whoever applies needs iam.serviceAccounts.actAs on it:
+# project Owner or Service Account User.)
+resource "google_bigquery_table_iam_member" "sink_writes_events" {
+  for_each = toset(["roles/bigquery.dataEditor", "roles/bigquery.metadataViewer"])
+
   project    = var.project_id
   dataset_id = google_bigquery_table.events.dataset_id
   table_id   = google_bigquery_table.events.table_id
-  role       = "roles/bigquery.dataEditor"
-  member     = local.pubsub_service_agent
+  role       = each.value
+  member     = "serviceAccount:${google_service_account.bigquery_writer.email}"
 }
 
 resource "google_pubsub_subscription" "bigquery" {
@@ -122,10 +169,11 @@ resource "google_pubsub_subscription" "bigquery" {
   topic   = google_pubsub_topic.events.id
 
   bigquery_config {
-    table            = "${google_bigquery_table.events.project}.${google_bigquery_table.events.dataset_id}.${google_bigquery_table.events.table_id}"
-    use_topic_schema = false
-    use_table_schema = false
-    write_metadata   = true
+    table                 = "${google_bigquery_table.events.project}.${google_bigquery_table.events.dataset_id}.${google_bigquery_table.events.table_id}"
+    service_account_email = google_service_account.bigquery_writer.email
+    use_topic_schema      = false
+    use_table_schema      = false
+    write_metadata        = true
   }
 
   dead_letter_policy {
@@ -142,11 +190,12 @@ resource "google_pubsub_subscription" "bigquery" {
     ttl = ""
   }
 
-  depends_on = [google_bigquery_table_iam_member.pubsub_writes_events]
+  depends_on = [google_bigquery_table_iam_member.sink_writes_events]
 }
 
-# Dead-lettering is done by the Pub/Sub service agent: it must be able to publish to the dead-letter topic and to
-# acknowledge (subscribe to) the source subscription.
+# Dead-lettering is done by the Pub/Sub service agent (whatever account writes to BigQuery): it must be able to
+# publish to the dead-letter topic and to acknowledge (subscribe to) the source subscription. It cannot read the
+# events table.
 resource "google_pubsub_topic_iam_member" "service_agent_deadletters" {
   project = var.project_id
   topic   = google_pubsub_topic.bigquery_deadletter.id

@@ -2,6 +2,24 @@
 # whose audience is the function's own URL (what the function's Cloud Run front end checks). The attempt deadline
 # is 60 s above the function timeout, so Scheduler never gives up on a run that is still inside its time budget,
 # and retries are few: the next scheduled run picks up whatever a failed one left.
+#
+# The export schedule is spread over its interval by a minute offset derived from the instance ID
+# (modules/schedule_spread), so a fleet of instances does not reach the gateway in the same minute.
+
+module "export_schedule" {
+  source = "./modules/schedule_spread"
+
+  schedule = var.export_function.schedule
+  key      = var.instance_id
+}
+
+locals {
+  schedules = {
+    export  = module.export_schedule.schedule
+    cleanup = var.cleanup_function.schedule
+    metrics = var.metrics_function.schedule
+  }
+}
 
 resource "google_cloud_scheduler_job" "job" {
   for_each = google_cloudfunctions2_function.job
@@ -9,8 +27,8 @@ resource "google_cloud_scheduler_job" "job" {
   project     = var.project_id
   region      = var.region
   name        = each.value.name
-  description = "Calls ${local.jobs[each.key].entry_point} on ${local.jobs[each.key].settings.schedule}."
-  schedule    = local.jobs[each.key].settings.schedule
+  description = "Calls ${local.jobs[each.key].entry_point} on ${local.schedules[each.key]}."
+  schedule    = local.schedules[each.key]
   time_zone   = var.schedule_time_zone
   paused      = var.schedules_paused
 

@@ -43,7 +43,15 @@ variable "labels" {
 }
 
 variable "deletion_protection" {
-  description = "Protect the stateful resources (Cloud SQL instance, BigQuery table, Cloud Run gateway) from terraform destroy and from deletion in the console. Turn off only to tear a test stack down."
+  description = <<-EOT
+    What it protects, exactly:
+    - Cloud SQL instance: refused by Terraform (deletion_protection) AND by the Cloud SQL API itself
+      (settings.deletion_protection_enabled), so the console, gcloud and the API cannot delete it either.
+    - BigQuery events table and the Cloud Run gateway: refused by Terraform only (a plan that would destroy or
+      replace them fails). The console, bq/gcloud and the API can still delete them.
+    - Function source bucket: Terraform will not delete it while it holds objects (force_destroy is its negation).
+    Turn off only to tear a stack down (docs/deploy.md, Tearing down).
+  EOT
   type        = bool
   default     = true
 }
@@ -57,24 +65,24 @@ variable "function_source_zip" {
 }
 
 variable "functions_runtime" {
-  description = "Cloud Functions (gen2) Python runtime."
+  description = "Cloud Functions (gen2) Python runtime. requirements/functions.txt, the functions' locked dependencies, is resolved for this Python; another runtime needs a new lock (scripts/lock_requirements.py) first."
   type        = string
   default     = "python312"
 
   validation {
-    condition     = contains(["python311", "python312", "python313"], var.functions_runtime)
-    error_message = "functions_runtime must be python311, python312 or python313 (the project needs Python 3.11 or newer)."
+    condition     = contains(["python312"], var.functions_runtime)
+    error_message = "functions_runtime must be python312: requirements/functions.txt is locked for Python 3.12 (relock with scripts/lock_requirements.py to move)."
   }
 }
 
 variable "gateway_image" {
-  description = "Container image of the gateway, as printed by scripts/build_gateway_image.sh (prefer the @sha256 digest form: a new digest rolls out a new revision). Null means the :latest tag in this stack's Artifact Registry repository."
+  description = "Container image of the gateway by digest, as printed by scripts/build_gateway_image.sh (REPOSITORY/telemetry-gateway@sha256:...). A digest names exactly one image: a tag can move, so it is refused. Null is allowed only for the bootstrap apply (docs/deploy.md step 3): the gateway itself refuses to plan without an image."
   type        = string
   default     = null
 
   validation {
-    condition     = var.gateway_image == null || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[^ ]+(:[A-Za-z0-9_.-]+|@sha256:[0-9a-f]{64})$", var.gateway_image))
-    error_message = "gateway_image must be a full image reference with a tag or digest, e.g. europe-west1-docker.pkg.dev/PROJECT/REPO/telemetry-gateway@sha256:<64 hex>."
+    condition     = var.gateway_image == null || can(regex("^[a-z0-9.-]+(:[0-9]+)?/[^ @]+@sha256:[0-9a-f]{64}$", var.gateway_image))
+    error_message = "gateway_image must be pinned by digest, e.g. europe-west1-docker.pkg.dev/PROJECT/REPO/telemetry-gateway@sha256:<64 hex> (scripts/build_gateway_image.sh prints it); tags are refused."
   }
 }
 
@@ -124,6 +132,17 @@ variable "db_backup_start_time" {
   }
 }
 
+variable "db_final_backup_retention_days" {
+  description = "Days the final backup, taken when the Cloud SQL instance is deleted, is kept (Cloud SQL's final_backup_config). Deleting the instance otherwise deletes every automated backup with it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.db_final_backup_retention_days >= 1 && var.db_final_backup_retention_days <= 365 && floor(var.db_final_backup_retention_days) == var.db_final_backup_retention_days
+    error_message = "db_final_backup_retention_days must be a whole number of days, 1-365."
+  }
+}
+
 variable "db_backup_retained_count" {
   description = "Number of daily backups kept."
   type        = number
@@ -153,7 +172,7 @@ variable "db_function_subnetwork" {
 }
 
 variable "db_admin_iam_users" {
-  description = "Google accounts (emails) that get a Cloud SQL IAM database user with the cloudsqlsuperuser role, for running `telemetry-export db migrate` through the Cloud SQL Auth Proxy. They also get Cloud SQL client and instance-user roles on this instance only."
+  description = "Google accounts (emails) that get a Cloud SQL IAM database user with the cloudsqlsuperuser role, for running `telemetry-export db migrate` through the Cloud SQL Auth Proxy. They also get Cloud SQL client and instance-user roles on this instance only. The one who migrates owns the tables: removing a name abandons its database user (deletion_policy = ABANDON) instead of failing on DROP ROLE; docs/deploy.md says how to hand the tables over."
   type        = list(string)
   default     = []
 
@@ -185,7 +204,7 @@ variable "db_function_roles" {
 # --- Functions --------------------------------------------------------------------------------------------------
 
 variable "export_function" {
-  description = "The export_events function and its schedule. timeout_seconds is also passed as TELEMETRY_EXPORT_FUNCTION_TIMEOUT so a run stops claiming before the platform kills it; the Scheduler attempt deadline is 60 s longer. lease_seconds (null: timeout + 60) must exceed the timeout so a running export never has its rows claimed by another run."
+  description = "The export_events function and its schedule. timeout_seconds is also passed as TELEMETRY_EXPORT_FUNCTION_TIMEOUT so a run stops claiming before the platform kills it (the exporter's stream deadline is derived from it); the Scheduler attempt deadline is 60 s longer, and so, by default, is the gateway's request timeout. lease_seconds (null: timeout + 60) must exceed the timeout so a running export never has its rows claimed by another run. A schedule of the form */N * * * * (N dividing 60) is shifted by a minute offset derived from instance_id (docs/capacity.md, Schedule spread), so a fleet does not reach the gateway in the same minute; any other form is used as written."
   type = object({
     schedule        = optional(string, "*/5 * * * *")
     timeout_seconds = optional(number, 240)
@@ -292,9 +311,17 @@ variable "metrics_function" {
 }
 
 variable "function_ingress" {
-  description = "Network ingress of the three functions. Invocation always needs an OIDC token from the Scheduler service account; ALLOW_ALL is the setting Cloud Scheduler is documented to reach without extra networking."
+  description = <<-EOT
+    Network ingress of the three functions (they are Cloud Run services). Default ALLOW_INTERNAL_ONLY: Google's
+    Cloud Run ingress page (https://cloud.google.com/run/docs/securing/ingress, "Internal") lists Cloud Scheduler
+    among the Google Cloud products whose requests count as internal when they are in the same project or VPC
+    Service Controls perimeter as the service, and this stack's Scheduler jobs are in the functions' project. The
+    same page says requests from other Cloud Run services or functions are internal only when routed through a
+    VPC, and requests from the internet never are: calling a function by hand then needs `gcloud scheduler jobs run`
+    (docs/deploy.md) or ALLOW_ALL. Invocation also always needs an OIDC token of the scheduler service account.
+  EOT
   type        = string
-  default     = "ALLOW_ALL"
+  default     = "ALLOW_INTERNAL_ONLY"
 
   validation {
     condition     = contains(["ALLOW_ALL", "ALLOW_INTERNAL_ONLY", "ALLOW_INTERNAL_AND_GCLB"], var.function_ingress)
@@ -355,9 +382,18 @@ variable "license_key_secret" {
 }
 
 variable "license_key_secret_version" {
-  description = "Version of license_key_secret to mount (\"latest\" follows rotations on the next cold start)."
+  description = "Version number of license_key_secret given to the exporter. Pinned, as Google recommends for secrets in environment variables: \"latest\" would change under running instances at their next cold start, unseen by Terraform. Rotate by adding a version and setting its number here (docs/deploy.md, License keys)."
   type        = string
-  default     = "latest"
+  default     = null
+
+  validation {
+    condition     = var.license_key_secret_version == null || can(regex("^[1-9][0-9]*$", var.license_key_secret_version))
+    error_message = "license_key_secret_version must be a version number such as 3 (\"latest\" is refused: pin the version)."
+  }
+  validation {
+    condition     = (var.license_key_secret == null) == (var.license_key_secret_version == null)
+    error_message = "license_key_secret and license_key_secret_version go together: set both (a licensed instance) or neither."
+  }
 }
 
 variable "export_mode" {
@@ -457,14 +493,14 @@ variable "metrics_task_id" {
 # --- Gateway ----------------------------------------------------------------------------------------------------
 
 variable "gateway" {
-  description = "Cloud Run sizing of the gateway: scaling, per-instance concurrency, CPU and memory, and the request timeout (a RecordEvents stream must finish within it)."
+  description = "Cloud Run sizing of the gateway: scaling, per-instance concurrency, CPU and memory, and the request timeout. A RecordEvents stream must finish within the request timeout, and this stack's exporter keeps its stream open for up to export_function.timeout_seconds, so request_timeout_seconds (null: that timeout + 60 s) may not be shorter. If other instances of the fleet export to this gateway with longer function timeouts, raise it to cover theirs too."
   type = object({
     min_instances           = optional(number, 0)
     max_instances           = optional(number, 5)
     concurrency             = optional(number, 40)
     cpu                     = optional(string, "1")
     memory                  = optional(string, "512Mi")
-    request_timeout_seconds = optional(number, 300)
+    request_timeout_seconds = optional(number)
   })
   default = {}
 
@@ -477,19 +513,31 @@ variable "gateway" {
     error_message = "gateway.concurrency must be 1-1000."
   }
   validation {
-    condition     = var.gateway.request_timeout_seconds >= 30 && var.gateway.request_timeout_seconds <= 3600
-    error_message = "gateway.request_timeout_seconds must be 30-3600."
+    condition     = var.gateway.request_timeout_seconds == null || try(var.gateway.request_timeout_seconds >= 30 && var.gateway.request_timeout_seconds <= 3600, false)
+    error_message = "gateway.request_timeout_seconds must be 30-3600 (Cloud Run's limit)."
+  }
+  validation {
+    condition     = var.gateway.request_timeout_seconds == null || try(var.gateway.request_timeout_seconds >= var.export_function.timeout_seconds, false)
+    error_message = "gateway.request_timeout_seconds must be at least export_function.timeout_seconds: the exporter's stream lasts up to the function timeout, and Cloud Run would cut it at the request timeout. Leave it null to derive it (function timeout + 60 s)."
   }
 }
 
 variable "gateway_ingress" {
-  description = "Network ingress of the gateway. The exporter reaches it over the internet with an ID token; IAM still admits only listed invokers."
+  description = <<-EOT
+    Network ingress of the gateway: INGRESS_TRAFFIC_ALL, the only value this configuration supports. The exporter
+    (a function without VPC egress for public traffic) calls the gateway's run.app URL, and the Cloud Run ingress
+    page (https://cloud.google.com/run/docs/securing/ingress) counts requests from functions as internal only when
+    they are routed through a VPC network; instances elsewhere in the fleet reach it from the internet. So
+    INGRESS_TRAFFIC_INTERNAL_ONLY would cut every exporter off, and INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER would need
+    a load balancer this configuration does not create. Access is still limited: only IAM principals with
+    run.invoker (the exporter and gateway_extra_invokers) get past Cloud Run, with an ID token.
+  EOT
   type        = string
   default     = "INGRESS_TRAFFIC_ALL"
 
   validation {
-    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.gateway_ingress)
-    error_message = "gateway_ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER."
+    condition     = var.gateway_ingress == "INGRESS_TRAFFIC_ALL"
+    error_message = "gateway_ingress must be INGRESS_TRAFFIC_ALL: with INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER the exporter (no VPC egress to the gateway) and the rest of the fleet could not reach the run.app URL. See the variable's description."
   }
 }
 
@@ -517,15 +565,30 @@ variable "gateway_license_public_keys" {
 }
 
 variable "gateway_allow_unlicensed" {
-  description = "TELEMETRY_GATEWAY_ALLOW_UNLICENSED: accept events from unlicensed instances (identified by instance_id only)."
+  description = "TELEMETRY_GATEWAY_ALLOW_UNLICENSED: accept events from unlicensed instances (identified by instance_id only). Default false, the gateway's own default: a gateway on the internet accepts only license keys it can verify (gateway_license_public_keys) and managed-service tokens unless you choose otherwise. Set true only when unlicensed instances are meant to report, e.g. this stack's own exporter without license_key_secret."
   type        = bool
-  default     = true
+  default     = false
 }
 
 variable "gateway_service_token_secret" {
   description = "Secret Manager secret ID holding TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 (comma-separated hex SHA-256 of managed-service bearer tokens). Null: managed services are refused."
   type        = string
   default     = null
+}
+
+variable "gateway_service_token_secret_version" {
+  description = "Version number of gateway_service_token_secret given to the gateway: pinned, never \"latest\" (rotation: docs/deploy.md)."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.gateway_service_token_secret_version == null || can(regex("^[1-9][0-9]*$", var.gateway_service_token_secret_version))
+    error_message = "gateway_service_token_secret_version must be a version number such as 2 (\"latest\" is refused: pin the version)."
+  }
+  validation {
+    condition     = (var.gateway_service_token_secret == null) == (var.gateway_service_token_secret_version == null)
+    error_message = "gateway_service_token_secret and gateway_service_token_secret_version go together: set both or neither."
+  }
 }
 
 variable "gateway_max_receive_bytes" {
@@ -569,6 +632,17 @@ variable "bigquery_partition_expiration_days" {
   }
 }
 
+variable "bigquery_readers" {
+  description = "IAM members that may read the events dataset (user:, group:, serviceAccount: or domain:). The dataset's access list is set by Terraform: besides these, only project owners (OWNER) and the sink's own writer account (on the table) have access; project viewers and editors no longer read it through the dataset's default access. Roles granted at project level (roles/bigquery.dataViewer on the project, say) still apply: grant BigQuery roles per dataset."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.bigquery_readers : can(regex("^(user|group|serviceAccount|domain):[^:@\\s]+(@[^@\\s]+)?$", m)) && !contains(["allUsers", "allAuthenticatedUsers"], m)])
+    error_message = "bigquery_readers must be user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN members (never allUsers or allAuthenticatedUsers)."
+  }
+}
+
 variable "bigquery_max_delivery_attempts" {
   description = "Deliveries to BigQuery tried per message before the subscription dead-letters it."
   type        = number
@@ -583,7 +657,7 @@ variable "bigquery_max_delivery_attempts" {
 # --- Alerting ---------------------------------------------------------------------------------------------------
 
 variable "notification_channels" {
-  description = "Existing Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) the alert policies notify."
+  description = "Existing Cloud Monitoring notification channel IDs (projects/P/notificationChannels/N) the alert policies notify. With neither these nor alert_email, every alert fires into the void: plan warns (checks.tf)."
   type        = list(string)
   default     = []
 
@@ -634,6 +708,50 @@ variable "alert_metrics_absent_seconds" {
   validation {
     condition     = var.alert_metrics_absent_seconds >= 600 && var.alert_metrics_absent_seconds <= 84600
     error_message = "alert_metrics_absent_seconds must be 600-84600 (Cloud Monitoring's absence window limit is 23.5 h)."
+  }
+}
+
+variable "alert_job_error_lines" {
+  description = "The job-errors alert fires when one function logs at least this many ERROR lines within alert_job_error_window_seconds. A failed run logs one ERROR line (two when the exporter also gave up on a stuck stream); one failure is usually a passing outage that the next run repairs, and nothing is lost meanwhile (rows stay queued). Several mean a fault: with the default 5-minute export schedule, 3 in 30 minutes means at least two of six runs failed."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.alert_job_error_lines >= 1 && floor(var.alert_job_error_lines) == var.alert_job_error_lines
+    error_message = "alert_job_error_lines must be a whole number of at least 1."
+  }
+}
+
+variable "alert_job_error_window_seconds" {
+  description = "Window over which alert_job_error_lines is counted."
+  type        = number
+  default     = 1800
+
+  validation {
+    condition     = var.alert_job_error_window_seconds >= 300 && var.alert_job_error_window_seconds <= 86400
+    error_message = "alert_job_error_window_seconds must be 300-86400."
+  }
+}
+
+variable "alert_bigquery_backlog_messages" {
+  description = "Alert when the BigQuery subscription holds more undelivered messages than this for 15 minutes: the sink is not keeping up or is failing (schema, permissions, quota)."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.alert_bigquery_backlog_messages >= 1
+    error_message = "alert_bigquery_backlog_messages must be at least 1."
+  }
+}
+
+variable "alert_bigquery_oldest_unacked_seconds" {
+  description = "Alert when the BigQuery subscription's oldest unacknowledged message is older than this. Pub/Sub drops unacknowledged messages after the subscription's retention (7 days), so a broken sink loses events silently unless this fires well before: the default leaves 6 days to react."
+  type        = number
+  default     = 86400
+
+  validation {
+    condition     = var.alert_bigquery_oldest_unacked_seconds >= 600 && var.alert_bigquery_oldest_unacked_seconds <= 518400
+    error_message = "alert_bigquery_oldest_unacked_seconds must be 600-518400 (at most 6 days, so the alert comes before the 7-day retention drops messages)."
   }
 }
 

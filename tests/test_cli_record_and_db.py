@@ -25,7 +25,7 @@ def _count(conn, table: str) -> int:
 
 def test_migrate_twice_reports_the_second_as_a_no_op(cli):
     status, out, _ = cli("db", "migrate")
-    assert status == 0 and out.startswith("schema up to date (1 migration(s) already applied)")
+    assert status == 0 and out.startswith("schema up to date (2 migration(s) already applied)")
 
 
 def test_record_a_jsonl_file_filling_in_ids_and_timestamps(cli, conn, tmp_path):

@@ -7,6 +7,7 @@ from typing import Any
 
 from telemetry_export.exporter import ExportReport, run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
+from telemetry_export.identity_check import check_identity
 from telemetry_export.outcome import BadRequest, JobOutcome
 from telemetry_export.settings import Settings
 from telemetry_export.store.connection import Connections
@@ -18,7 +19,9 @@ def export_once(
     max_batches: int | None = None,
     on_progress: Callable[[ExportReport], None] | None = None,
 ) -> ExportReport:
-    target = parse_gateway_addr(settings.exporter.gateway_addr)
+    """One export run; raises SettingError (naming the variable) before connecting when the settings cannot work."""
+    target = parse_gateway_addr(settings.exporter.gateway_addr, allow_insecure=settings.exporter.allow_insecure)
+    check_identity(settings.exporter.identity)
     with connections.connection() as conn:
         return run_export(
             conn,
@@ -27,13 +30,18 @@ def export_once(
             lambda: open_channel(target),
             max_batches=max_batches,
             on_progress=on_progress,
+            scope=settings.export_scope,
         )
 
 
 def run_export_job(settings: Settings, connections: Connections, options: dict[str, Any]) -> JobOutcome:
-    """The export function's job: 503 when the gateway could not be reached, so Scheduler and alerts see it."""
+    """The export function's job.
+
+    503 when the gateway could not be reached (retry later); 500, as for invalid settings, when
+    the gateway refused this instance (fix the configuration); 200 otherwise, a busy gateway included.
+    """
     max_batches = options.get("max_batches")
     if max_batches is not None and max_batches < 1:
         raise BadRequest("option max_batches must be at least 1")
     report = export_once(settings, connections, max_batches=max_batches)
-    return JobOutcome(report.summary(), unavailable=report.gateway_unavailable)
+    return JobOutcome(report.summary(), unavailable=report.gateway_unavailable, misconfigured=report.instance_refused)

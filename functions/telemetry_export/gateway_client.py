@@ -1,12 +1,14 @@
 """Channels to the Telemetry Gateway, from TELEMETRY_GATEWAY_ADDR.
 
-`http://host:port` is plaintext HTTP/2, for local development only. `https://host` is TLS
+`http://host:port` is plaintext HTTP/2, for local development only: refused for any host but
+loopback unless TELEMETRY_EXPORT_ALLOW_INSECURE=true, since the stream carries the license key. `https://host` is TLS
 with a Google-signed ID token whose audience is the gateway's URL, as Cloud Run's IAM check
 expects; the token is refreshed by the credentials as it nears expiry.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,7 +33,18 @@ class GatewayTarget:
     audience: str  # the URL an ID token must name; empty for plaintext
 
 
-def parse_gateway_addr(addr: str, variable: str = "TELEMETRY_GATEWAY_ADDR") -> GatewayTarget:
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_gateway_addr(
+    addr: str, variable: str = "TELEMETRY_GATEWAY_ADDR", allow_insecure: bool = False
+) -> GatewayTarget:
     if not addr:
         raise SettingError(f"{variable} is not set: the exporter needs the gateway's address")
     parts = urlsplit(addr)
@@ -44,6 +57,11 @@ def parse_gateway_addr(addr: str, variable: str = "TELEMETRY_GATEWAY_ADDR") -> G
     except ValueError:
         raise SettingError(f"{variable}={addr!r} has an invalid port") from None
     tls = parts.scheme == "https"
+    if not tls and not allow_insecure and not is_loopback(parts.hostname):
+        raise SettingError(
+            f"{variable}={addr!r} is plaintext to a host that is not loopback: the license key would travel "
+            f"unencrypted. Use https://, or set TELEMETRY_EXPORT_ALLOW_INSECURE=true if the network is trusted"
+        )
     audience = f"https://{parts.netloc}" if tls else ""
     return GatewayTarget(f"{parts.hostname}:{port}", tls, audience)
 

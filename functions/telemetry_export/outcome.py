@@ -13,10 +13,16 @@ from typing import Any
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """A run's summary. `unavailable` means a dependency could not be reached (HTTP 503)."""
+    """A run's summary.
+
+    `unavailable`: a dependency could not be reached; retry later (HTTP 503).
+    `misconfigured`: a dependency refused this instance as configured; retrying will not help until
+    someone fixes the configuration (HTTP 500, as invalid settings).
+    """
 
     summary: Mapping[str, Any]
     unavailable: bool = False
+    misconfigured: bool = False
 
 
 class BadRequest(ValueError):

@@ -38,6 +38,7 @@ class ExporterSettings:
     function_timeout_seconds: float = 300.0
     deadline_margin_seconds: float = 30.0
     rpc_timeout_seconds: float = 60.0
+    allow_insecure: bool = False  # plaintext http:// to a host that is not loopback
     identity: GatewayIdentity = field(default_factory=GatewayIdentity)
 
     @property
@@ -121,8 +122,14 @@ def _database(env: Mapping[str, str]) -> DatabaseSettings:
 
 def _exporter(env: Mapping[str, str]) -> ExporterSettings:
     addr = text(env, "TELEMETRY_GATEWAY_ADDR")
+    allow_insecure = flag(env, "TELEMETRY_EXPORT_ALLOW_INSECURE", False)
     if addr and not addr.startswith(("http://", "https://")):
         raise SettingError(f"TELEMETRY_GATEWAY_ADDR={addr!r} must start with http:// (local) or https://")
+    if addr:
+        # Imported here: gateway_client imports grpc, which the other functions never need.
+        from telemetry_export.gateway_client import parse_gateway_addr
+
+        parse_gateway_addr(addr, allow_insecure=allow_insecure)
     timeout = seconds(env, "TELEMETRY_EXPORT_FUNCTION_TIMEOUT", 300.0, minimum=1, maximum=3600)
     margin = seconds(env, "TELEMETRY_EXPORT_DEADLINE_MARGIN", 30.0, minimum=0)
     if margin >= timeout:
@@ -138,6 +145,7 @@ def _exporter(env: Mapping[str, str]) -> ExporterSettings:
         function_timeout_seconds=timeout,
         deadline_margin_seconds=margin,
         rpc_timeout_seconds=seconds(env, "TELEMETRY_EXPORT_RPC_TIMEOUT", 60.0, minimum=1),
+        allow_insecure=allow_insecure,
         identity=GatewayIdentity(
             license_key=env.get("TELEMETRY_LICENSE_KEY", "").strip(),
             instance_id=text(env, "TELEMETRY_INSTANCE_ID"),

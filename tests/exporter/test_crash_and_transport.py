@@ -39,6 +39,7 @@ def test_an_exporter_killed_mid_run_loses_nothing_once_its_lease_expires(conn, d
         **os.environ,
         "DATABASE_URL": database_url,
         "TELEMETRY_GATEWAY_ADDR": slow.url,
+        "TELEMETRY_INSTANCE_ID": "test-instance",
         "TELEMETRY_EXPORT_BATCH_SIZE": "500",
         "TELEMETRY_EXPORT_MAX_MESSAGE_BYTES": "40000",
         "TELEMETRY_EXPORT_FUNCTION_TIMEOUT": "8",

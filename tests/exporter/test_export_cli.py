@@ -16,7 +16,13 @@ CLI = str(Path(sys.executable).with_name("telemetry-export"))
 
 
 def _run(database_url: str, gateway_url: str, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "DATABASE_URL": database_url, "TELEMETRY_GATEWAY_ADDR": gateway_url, **env}
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "TELEMETRY_GATEWAY_ADDR": gateway_url,
+        "TELEMETRY_INSTANCE_ID": "test-instance",
+        **env,
+    }
     return subprocess.run([CLI, "export", *argv], env=full_env, capture_output=True, text=True, timeout=120)
 
 

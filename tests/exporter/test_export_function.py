@@ -35,6 +35,7 @@ def test_twenty_thousand_recorded_events_become_twenty_thousand_redacted_message
         "exported",
         "failed",
         "quarantined",
+        "withheld",
         "batches",
         "remaining",
         "duration_s",

@@ -50,6 +50,7 @@ def test_a_backlog_drains_in_one_run_through_the_real_gateway(conn, live_gateway
         "exported": 3_500,
         "failed": 0,
         "quarantined": 0,
+        "withheld": 0,
         "batches": 4,
         "remaining": 0,
         "duration_s": 0,

@@ -37,7 +37,7 @@ from telemetry_events.redaction import NOT_A_STRING, parse_allowlist, policy_fro
 from telemetry_export.recording import record_events
 
 from .conftest import MakePipeline
-from .harness import INSTANCE_ID, Pipeline
+from .harness import INSTANCE_ID, Pipeline, wait_for
 
 # --- Redaction, end to end, as a property --------------------------------------------------------------------------
 
@@ -273,31 +273,49 @@ def test_bad_license_keys_are_refused_and_cost_the_queue_nothing(
 ) -> None:
     pipeline = make_pipeline()
     recorded = pipeline.db.record(300, seed=41)
-    bad_keys = {
+    # Keys only the gateway can judge (the signature), refused there; and keys the exporter refuses itself,
+    # before connecting, from the claims it can read. Either way exit 2: a configuration to fix.
+    refused_by_gateway = {
         "forged (claims rewritten)": (forged(license_key), "INVALID_ARGUMENT", "signature does not verify"),
-        "expired": (dev_license.issue(instance_id=INSTANCE_ID, days=-1), "INVALID_ARGUMENT", "expired"),
         "signed by another issuer": (
             development_license().issue(instance_id=INSTANCE_ID),
             "INVALID_ARGUMENT",
             "signature does not verify",
         ),
+    }
+    refused_before_connecting = {
+        "expired": (dev_license.issue(instance_id=INSTANCE_ID, days=-1), "TELEMETRY_LICENSE_KEY expired on "),
         "issued to another instance": (
             dev_license.issue(instance_id="someone-else"),
-            "PERMISSION_DENIED",
-            "another instance",
+            "TELEMETRY_LICENSE_KEY was issued for instance 'someone-else', not TELEMETRY_INSTANCE_ID=",
         ),
-        "not a license key": ("sk-live-0123456789abcdef0123456789", "INVALID_ARGUMENT", "not a license key"),
+        "not a license key": ("sk-live-0123456789abcdef0123456789", "TELEMETRY_LICENSE_KEY is not a license key"),
     }
-    for name, (key, status, reason) in bad_keys.items():
+    outputs = []
+    for name, (key, status, reason) in refused_by_gateway.items():
         exporter = pipeline.export_once(TELEMETRY_LICENSE_KEY=key)
         summary = exporter.summary()
-        assert exporter.process.returncode == 1 and summary is not None, (name, exporter.output())
+        assert exporter.process.returncode == 2 and summary is not None, (name, exporter.output())
         assert summary["exported"] == 0 and summary["remaining"] == len(recorded), (name, summary)
-        assert f"gateway stream failed: {status}" in summary["stopped_because"], (name, summary)
+        assert summary["failed"] == 0 and summary["quarantined"] == 0, (name, summary)
+        assert summary["stopped_because"].startswith(f"the gateway refused this instance: {status}: "), (name, summary)
         assert reason in summary["stopped_because"], (name, summary)
+        outputs.append((key, exporter.output()))
+    def streams() -> int:
+        return pipeline.gateway.log_text().count("RecordEvents stream ended")
+
+    wait_for(lambda: streams() == len(refused_by_gateway), 10, "one stream line per refused run")
+    for name, (key, message) in refused_before_connecting.items():
+        streams_before = streams()
+        exporter = pipeline.export_once(TELEMETRY_LICENSE_KEY=key)
+        assert exporter.process.returncode == 2 and exporter.summary() is None, (name, exporter.output())
+        assert f"telemetry-export: error: {message}" in exporter.output(), (name, exporter.output())
+        assert streams() == streams_before, name  # it never called the gateway
+        outputs.append((key, exporter.output()))
+    for key, output in outputs:
         for secret in (key, *key.split(".")[1:]):
-            assert secret not in exporter.output(), name
-            assert secret not in pipeline.gateway.log_text(), name
+            assert secret not in output
+            assert secret not in pipeline.gateway.log_text()
     assert pipeline.collector.pull_once(timeout=1.0) == 0  # nothing was published
     [(attempts, quarantined)] = pipeline.db.query(
         "SELECT max(attempts), count(*) FILTER (WHERE quarantined_at IS NOT NULL) FROM telemetry_events_export_queue"

@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[2]
 @pytest.mark.benchmark
 def test_the_gateway_benchmark_runs_and_prints_its_figures() -> None:
     completed = subprocess.run(
-        [sys.executable, "benchmarks/gateway_throughput.py", "--events", "3000", "--batch", "500", "--rounds", "1"],
+        [sys.executable, "-m", "benchmarks.gateway_throughput", "--events", "3000", "--batch", "500", "--rounds", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -117,13 +117,14 @@ def test_queue_status_is_a_readable_table(cli, queue, database_url):
     assert lines[0].endswith(" UTC")
     assert lines[1:] == [
         "",
-        "  backlog (waiting for export)   1,244",
-        "    of which in flight (leased)     10",
-        "  oldest waiting event           2h 00m ago",
-        "  estimated time to drain        20m 44s",
-        "  quarantined                        2",
-        "  exported, kept until cleanup   3,600",
-        "  exported in the last hour      3,600",
+        "  backlog (waiting for export)         1,244",
+        "    of which in flight (leased)           10",
+        "  oldest waiting event                 2h 00m ago",
+        "  estimated time to drain              20m 44s",
+        "  quarantined                              2",
+        "  withheld (outside the export scope)      0",
+        "  exported, kept until cleanup         3,600",
+        "  exported in the last hour            3,600",
     ]
 
 
@@ -141,9 +142,9 @@ def test_queue_status_of_an_empty_queue_and_an_unknown_drain_time():
     empty = status_table(QueueHealth(at, 0, 0, 0, 0, 0, 0, 0.0), "db")
     stuck = status_table(QueueHealth(at, 5, 7200, 0, 0, 0, 0, None), "db")
 
-    assert "oldest waiting event           none waiting" in empty
-    assert "estimated time to drain        nothing to drain" in empty
-    assert "estimated time to drain        unknown (nothing exported in the last hour)" in stuck
+    assert "oldest waiting event" + " " * 17 + "none waiting" in empty
+    assert "estimated time to drain" + " " * 14 + "nothing to drain" in empty
+    assert "estimated time to drain" + " " * 14 + "unknown (nothing exported in the last hour)" in stuck
     assert stuck.splitlines()[0] == "export queue at db, 2026-03-01 12:00:00 UTC"
 
 

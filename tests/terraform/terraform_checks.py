@@ -248,7 +248,8 @@ def load_configuration(directory: Path = TERRAFORM_DIR) -> Configuration:
     variables: dict[str, dict[str, Any]] = {}
     outputs: dict[str, dict[str, Any]] = {}
     terraform: list[dict[str, Any]] = []
-    for path in tf_files(directory):
+    # The root module only: terraform/modules/* are separate modules with their own variables and outputs.
+    for path in sorted(directory.glob("*.tf")):
         document = strip_meta(hcl2.loads(path.read_text(encoding="utf-8")))
         for kind, target in (("resource", resources), ("data", data)):
             for entry in document.get(kind, []):

@@ -16,6 +16,8 @@ from types import ModuleType
 
 import pytest
 
+from tests import deployables
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -41,21 +43,22 @@ def export_events(request):
 report_queue_metrics = export_events
 """
 
+LOCK = """# Locked dependencies (test)
+functions-framework==3.10.2 \\
+    --hash=sha256:aaaa \\
+    --hash=sha256:bbbb
+    # via pyproject.toml
+pg8000==1.31.6 \\
+    --hash=sha256:cccc
+"""
+
 
 @pytest.fixture
 def source_tree(tmp_path: Path) -> Path:
     """A minimal repository with the layout the packager expects."""
     root = tmp_path / "repo"
     files = {
-        "pyproject.toml": "\n".join(
-            [
-                "[project]",
-                'name = "x"',
-                'dependencies = ["functions-framework>=3.8,<4", "pg8000>=1.31"]',
-                "[project.optional-dependencies]",
-                'dev = ["pytest"]',
-            ]
-        ),
+        "requirements/functions.txt": LOCK,
         "functions/main.py": MAIN_PY,
         "functions/telemetry_export/__init__.py": "",
         "functions/telemetry_export/jobs.py": "def cleanup_exported_events(request): ...\n",
@@ -94,8 +97,28 @@ def test_zip_holds_main_the_two_packages_and_requirements(source_tree: Path, tmp
         "telemetry_export/jobs.py",
         "telemetry_export/migrations/0001_queue.sql",
     ]
-    assert requirements.splitlines()[1:] == ["functions-framework>=3.8,<4", "pg8000>=1.31"]
-    assert "pytest" not in requirements
+    assert requirements == LOCK, "requirements.txt is the functions' lock file, byte for byte"
+
+
+@pytest.mark.parametrize(
+    ("lock", "refusal"),
+    [
+        (None, "does not exist: run scripts/lock_requirements.py"),
+        ("# only comments\n", "pins nothing"),
+        ("functions-framework>=3.8,<4\n", "without a pinned version and hashes: functions-framework>=3.8,<4"),
+        ("pg8000==1.31.6\n    # via pyproject.toml\n", "without a pinned version and hashes: pg8000==1.31.6"),
+    ],
+)
+def test_a_missing_or_unhashed_lock_refuses_to_package(
+    source_tree: Path, tmp_path: Path, lock: str | None, refusal: str
+) -> None:
+    path = source_tree / "requirements" / "functions.txt"
+    if lock is None:
+        path.unlink()
+    else:
+        path.write_text(lock)
+    with pytest.raises(packager.PackagingError, match=refusal):
+        packager.build(source_tree, tmp_path / "out.zip")
 
 
 def test_entries_have_fixed_timestamps_and_permissions(source_tree: Path, tmp_path: Path) -> None:
@@ -142,15 +165,38 @@ def test_command_line_prints_the_hash_and_fails_cleanly(
 
 
 def test_the_repository_itself_packages(tmp_path: Path) -> None:
-    main_py = REPO_ROOT / "functions" / "main.py"
-    if not main_py.exists():
-        pytest.skip("functions/main.py does not exist yet")
-    missing = [name for name in packager.ENTRY_POINTS if name not in packager.entry_points_defined(main_py)]
-    if missing:
-        pytest.skip(f"functions/main.py does not define {missing} yet")
     output = tmp_path / "functions-source.zip"
     packager.build(REPO_ROOT, output)
     with zipfile.ZipFile(output) as archive:
         names = set(archive.namelist())
+        requirements = archive.read("requirements.txt")
     assert {"main.py", "requirements.txt", "telemetry_export/__init__.py", "telemetry_events/__init__.py"} <= names
-    assert not [n for n in names if "__pycache__" in n or n.startswith(("gateway_run/", "tests/"))]
+    assert not [n for n in names if "__pycache__" in n or n.startswith(("gateway_run/", "tests/", "localdev/"))]
+    assert requirements == deployables.LOCKS["functions"].read_bytes()
+
+
+FUNCTIONS_TREE = deployables.SourceTree(
+    {
+        "telemetry_export": REPO_ROOT / "functions" / "telemetry_export",
+        "telemetry_events": REPO_ROOT / "telemetry_events",
+    }
+)
+
+
+def test_everything_the_functions_import_is_shipped_or_locked() -> None:
+    """From functions/main.py, every module reached is in the zip or installed from requirements/functions.txt."""
+    reached = deployables.third_party_imports([REPO_ROOT / "functions" / "main.py"], FUNCTIONS_TREE)
+    assert {"functions_framework", "pg8000.dbapi", "google.cloud.sql.connector"} <= set(reached), "import scan is blind"
+    pinned = set(deployables.load_lock("functions").pins)
+    assert deployables.uncovered_imports([REPO_ROOT / "functions" / "main.py"], FUNCTIONS_TREE, pinned) == []
+
+
+def test_the_import_check_names_what_the_lock_would_miss() -> None:
+    """Checked against the gateway's lock, the functions' own packages are reported: the check can fail."""
+    problems = deployables.uncovered_imports(
+        [REPO_ROOT / "functions" / "main.py"], FUNCTIONS_TREE, set(deployables.load_lock("gateway").pins)
+    )
+    assert any(
+        p.startswith("functions_framework (in main.py): functions-framework is not in the lock") for p in problems
+    )
+    assert any(p.startswith("pg8000.dbapi") for p in problems), problems

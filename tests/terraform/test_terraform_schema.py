@@ -7,16 +7,13 @@ kind of mistake is caught, so a green run means something.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import terraform_checks as tc
-
-TERRAFORM = shutil.which("terraform")
-needs_terraform = pytest.mark.skipif(TERRAFORM is None, reason="terraform CLI not on PATH (install terraform >= 1.9)")
+from terraform_runner import TERRAFORM, needs_terraform
 
 
 @pytest.fixture(scope="module")

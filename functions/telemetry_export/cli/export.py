@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                 on_progress=lambda partial, base=total.exported: progress.update(base + partial.exported),
             )
             _accumulate(total, report)
-            if not args.drain or report.gateway_unavailable or not report.remaining:
+            if not args.drain or report.gateway_unavailable or report.instance_refused or not report.remaining:
                 break
             if report.exported == 0 and report.quarantined == 0:
                 break  # nothing moved: another run would spin
@@ -52,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
         connections.close()
     progress.finish()
     print(json.dumps(total.summary()))
+    if total.instance_refused:
+        return 2  # a configuration to fix, as for invalid settings
     return 1 if total.gateway_unavailable else 0
 
 
@@ -59,6 +61,7 @@ def _accumulate(total: ExportReport, report: ExportReport) -> None:
     total.exported += report.exported
     total.failed += report.failed
     total.quarantined += report.quarantined
+    total.withheld += report.withheld
     total.batches += report.batches
     total.remaining = report.remaining
     total.stopped_because = report.stopped_because

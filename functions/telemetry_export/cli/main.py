@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from telemetry_events.envvars import SettingError
 from telemetry_export.cli.context import CommandFailed
@@ -32,10 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="telemetry-export",
         description="Record, export, inspect and clean up product telemetry events.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def _installed_version() -> str:
+    try:
+        return version("telemetry-export")
+    except PackageNotFoundError:
+        return "(not installed)"  # running from a source tree without `pip install -e .`
 
 
 def main(argv: Sequence[str] | None = None) -> int:

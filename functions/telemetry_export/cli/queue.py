@@ -11,7 +11,9 @@ import importlib
 import json
 
 from telemetry_export.cli.context import database, settings
-from telemetry_export.queue_metrics import QueueHealth, measure
+from telemetry_export.queue_metrics import QueueHealth
+from telemetry_export.store.connection import transaction
+from telemetry_export.store.queue_figures import queue_counts
 
 QUEUE_COMMAND_MODULES: tuple[str, ...] = ()
 
@@ -35,16 +37,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_status(args: argparse.Namespace) -> int:
     where = settings().database.describe()
-    with database() as conn:
-        health = measure(conn)
+    with database() as conn, transaction(conn) as cursor:
+        counts = queue_counts(cursor)
+    health = QueueHealth.from_counts(counts)
     if args.json:
-        print(json.dumps({**health.figures(), "measured_at": health.measured_at.isoformat()}))
+        print(
+            json.dumps(
+                {**health.figures(), "queue_withheld": counts.withheld, "measured_at": health.measured_at.isoformat()}
+            )
+        )
     else:
-        print(status_table(health, where))
+        print(status_table(health, where, withheld=counts.withheld))
     return 0
 
 
-def status_table(health: QueueHealth, where: str) -> str:
+def status_table(health: QueueHealth, where: str, withheld: int = 0) -> str:
     """The figures as aligned rows, counts with thousands separators, durations in words."""
     if health.backlog == 0:
         oldest, drain = "none waiting", "nothing to drain"
@@ -58,6 +65,7 @@ def status_table(health: QueueHealth, where: str) -> str:
         ("backlog (waiting for export)", health.backlog),
         ("  of which in flight (leased)", health.in_flight),
         ("quarantined", health.quarantined),
+        ("withheld (outside the export scope)", withheld),
         ("exported, kept until cleanup", health.exported_retained),
         ("exported in the last hour", health.exported_last_hour),
     ]

@@ -6,7 +6,7 @@ while the exporter talks to the gateway.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 from telemetry_export.store.connection import Cursor, uuid_array
@@ -48,8 +48,13 @@ def claim(cursor: Cursor, limit: int, lease_seconds: float, owner: str, skip: Se
     return [ClaimedRow(row[0], bytes(row[1]), row[2]) for row in rows]
 
 
-def mark_exported(cursor: Cursor, ids: Sequence[str]) -> int:
-    """Marks acknowledged rows exported, whoever holds them now: the gateway has them either way."""
+def mark_exported(cursor: Cursor, ids: Sequence[str], sent: Mapping[str, bytes] | None = None) -> int:
+    """Marks acknowledged rows exported, whoever holds them now: the gateway has them either way.
+
+    `sent`: for rows whose bytes on the wire differed from the stored ones (fields the schema
+    does not know dropped, a tightened redaction), those bytes replace the stored payload, so
+    that what `exported` shows is exactly what left.
+    """
     if not ids:
         return 0
     cursor.execute(
@@ -57,7 +62,15 @@ def mark_exported(cursor: Cursor, ids: Sequence[str]) -> int:
         " last_error = NULL WHERE id = ANY(%s::uuid[]) AND exported_at IS NULL",
         (uuid_array(ids),),
     )
-    return cursor.rowcount
+    marked = cursor.rowcount
+    changed = [i for i in ids if sent and i in sent]
+    if changed:
+        cursor.execute(
+            "UPDATE telemetry_events_export_queue AS queue SET payload_pb = sent.payload"
+            " FROM unnest(%s::uuid[], %s::bytea[]) AS sent(id, payload) WHERE queue.id = sent.id",
+            (uuid_array(changed), [sent[i] for i in changed]),
+        )
+    return marked
 
 
 def release(cursor: Cursor, ids: Sequence[str], owner: str, error: str, refund_attempt: bool) -> int:
@@ -78,17 +91,21 @@ def release(cursor: Cursor, ids: Sequence[str], owner: str, error: str, refund_a
     return cursor.rowcount
 
 
-def quarantine(cursor: Cursor, reasons: dict[str, str], owner: str) -> int:
-    """Sets rows aside for good, each with its reason; they stop counting as backlog."""
+def quarantine(cursor: Cursor, reasons: Mapping[str, str], owner: str, withheld: bool = False) -> int:
+    """Sets rows aside for good, each with its reason; they stop counting as backlog.
+
+    `withheld`: set aside because they are outside the export scope, not because they cannot be sent.
+    """
     if not reasons:
         return 0
     ids = list(reasons)
     cursor.execute(
         "UPDATE telemetry_events_export_queue AS queue"
-        " SET quarantined_at = now(), quarantine_reason = reasons.reason, leased_until = NULL, lease_owner = NULL"
+        " SET quarantined_at = now(), quarantine_reason = reasons.reason, leased_until = NULL, lease_owner = NULL,"
+        " withheld = %s"
         " FROM unnest(%s::uuid[], %s::text[]) AS reasons(id, reason)"
         " WHERE queue.id = reasons.id AND queue.lease_owner = %s AND queue.exported_at IS NULL",
-        (uuid_array(ids), [reasons[i][:1000] for i in ids], owner),
+        (withheld, uuid_array(ids), [reasons[i][:1000] for i in ids], owner),
     )
     return cursor.rowcount
 

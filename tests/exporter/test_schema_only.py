@@ -1,0 +1,136 @@
+"""Only what the schema knows leaves: a canary in unknown fields or wire-type tricks reaches no byte sent.
+
+Rows are inserted straight into the queue, as an older or newer writer (or a hostile one) might
+have stored them, and exported to a gateway that keeps every request's bytes as received.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from localdev.scripted_gateway import ScriptedGateway
+from telemetry_events import pb
+from telemetry_export.sample_events import sample_events
+
+from .conftest import queue_states
+from .test_exporter import _export
+
+CANARY = b"CANARY-7f3e-do-not-send"
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _ld(field: int, body: bytes) -> bytes:
+    return _varint(field << 3 | 2) + _varint(len(body)) + body
+
+
+def _group(field: int, body: bytes) -> bytes:
+    return _varint(field << 3 | 3) + body + _varint(field << 3 | 4)
+
+
+def _fixed64(field: int, value: bytes) -> bytes:
+    return _varint(field << 3 | 1) + value
+
+
+UNKNOWN = _ld(99, CANARY)
+# Appended to a serialized Event, each of these merges into the field it names (a repeated
+# occurrence of a message field merges), carrying the canary where no redaction rule looks.
+TRICKS = {
+    "unknown field, top level": UNKNOWN,
+    "unknown group, top level": _group(98, _ld(1, CANARY)),
+    "unknown field in parameters": _ld(6, UNKNOWN),
+    "unknown field in user": _ld(7, UNKNOWN),
+    "unknown field in interaction.geolocation": _ld(10, _ld(3, UNKNOWN)),
+    "unknown field in a kept Struct value": _ld(
+        6, _ld(3, _ld(1, _ld(1, b"testField") + _ld(2, _ld(3, b"kept") + UNKNOWN)))
+    ),
+    "unknown field in the Struct itself": _ld(6, _ld(3, UNKNOWN)),
+    "unknown field in a metadata map entry": _ld(6, _ld(5, _ld(1, b"k") + _fixed64(2, bytes(8)) + UNKNOWN)),
+    "unknown field in a feature flag entry": _ld(8, _ld(1, _ld(1, b"flag") + _ld(2, b"on") + UNKNOWN)),
+    "marketing_tracking encoded as a group": _group(9, _ld(1, CANARY)),
+    "private_metadata encoded as a group": _ld(6, _group(3, _ld(1, _ld(1, b"secret") + _ld(2, _ld(3, CANARY))))),
+    "source encoded as a group": _group(5, _ld(1, _ld(1, CANARY))),
+}
+
+
+@pytest.fixture
+def capturing():
+    gateway = ScriptedGateway(keep_raw=True, keep_events=True).start()
+    yield gateway
+    gateway.stop()
+
+
+def test_no_canary_reaches_the_wire_or_stays_in_the_exported_rows(conn, capturing):
+    rows = {}
+    for n, (name, trick) in enumerate(TRICKS.items()):
+        [event] = sample_events(1, seed=600 + n)
+        event.feature, event.action = "example", "example"  # the built-in allowlist keeps testField
+        event.ClearField("marketing_tracking")
+        event.parameters.ClearField("private_metadata")
+        event.parameters.private_metadata.update({"testField": "kept"})
+        stored = event.SerializeToString() + trick
+        parsed = pb.Event.FromString(stored)  # an event the exporter can read, canary and all
+        assert parsed.id == event.id, name
+        rows[event.id] = (name, stored)
+    cursor = conn.cursor()
+    for row_id, (_, stored) in rows.items():
+        cursor.execute(
+            "INSERT INTO telemetry_events_export_queue (id, timestamp, payload_pb) VALUES (%s, now(), %s)",
+            (row_id, stored),
+        )
+    conn.commit()
+    assert all(CANARY in stored for _, stored in rows.values())
+
+    report = _export(conn, capturing.url)
+    assert (report.exported, report.quarantined) == (len(TRICKS), 0)
+    assert capturing.raw_requests and not [raw for raw in capturing.raw_requests if CANARY in raw]
+    sent = {event.id: event for event in capturing.streams[0].events}
+    assert sent.keys() == rows.keys()
+    for event in sent.values():
+        assert event.parameters.private_metadata["testField"] == "kept"  # what the schema knows still goes
+        assert not event.HasField("marketing_tracking")
+    # `exported` renders the stored bytes: after export they are exactly the bytes that were sent.
+    cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
+    for row_id, payload in cursor.fetchall():
+        assert CANARY not in bytes(payload), rows[row_id][0]
+        assert pb.Event.FromString(bytes(payload)) == sent[row_id]
+    conn.commit()
+    assert queue_states(conn)["exported"] == len(TRICKS)
+
+
+def test_rows_with_nothing_to_drop_are_sent_and_kept_byte_for_byte(conn, capturing):
+    cursor = conn.cursor()
+    before = {}
+    for event in sample_events(50, seed=61):
+        event.ClearField("marketing_tracking")
+        event.parameters.ClearField("private_metadata")
+        event.feature_flags.flags.update({"b-flag": "on", "a-flag": "off", "c-flag": "on"})  # map order matters
+        before[event.id] = event.SerializeToString(deterministic=True)  # as recording writes them
+        cursor.execute(
+            "INSERT INTO telemetry_events_export_queue (id, timestamp, payload_pb) VALUES (%s, now(), %s)",
+            (event.id, before[event.id]),
+        )
+    conn.commit()
+    _export(conn, capturing.url)
+    sent = {}
+    for raw in capturing.raw_requests:
+        request = pb.RecordEventsRequest.FromString(raw)
+        for event in request.events.events:
+            sent[event.id] = event.SerializeToString(deterministic=True)
+    cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
+    after = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
+    conn.commit()
+    assert after == before == sent
+    # And the bytes on the wire are the stored bytes themselves, not a re-encoding of them.
+    wire = b"".join(capturing.raw_requests)
+    assert all(stored in wire for stored in before.values())
