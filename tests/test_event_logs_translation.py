@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from telemetry_events import pb
 from telemetry_events.protojson import message_to_json
-from telemetry_events.protojson_reader import parse_arguments
 from telemetry_export.event_logs import log_line, log_line_from_arguments, postgres_timestamp
+from telemetry_export.protojson_reader import parse_arguments
 from telemetry_export.store.recording import LOG_COLUMNS
 
 from . import reference_event_logs as before

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from telemetry_events import pb
 from telemetry_events.ids import canonical_uuid, is_uuid
 from telemetry_events.protojson import EncodeError, message_to_json
-from telemetry_events.protojson_reader import parse, parse_arguments
 from telemetry_events.redaction import policy_from_env
+from telemetry_export.protojson_reader import parse, parse_arguments
 
 from .event_strategies import odd_texts, valid_events
 

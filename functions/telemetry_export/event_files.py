@@ -1,6 +1,6 @@
 """Reading events from JSON Lines: one protojson `Event` a line, straight to the rows recording writes.
 
-Most lines take the fast path (telemetry_events.protojson_reader): JSON to an Event's
+Most lines take the fast path (telemetry_export.protojson_reader): JSON to an Event's
 constructor arguments, translated and redacted as they are; an Event is built only for the
 redacted copy that is queued. A line the fast path does not take is parsed by
 `json_format.Parse` and recorded as an Event: the same rows either way.
@@ -18,9 +18,9 @@ from telemetry_events import pb
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.ids import new_event_id
 from telemetry_events.nesting import NestedTooDeep
-from telemetry_events.protojson_reader import NotAnObject, parse_arguments
 from telemetry_events.redaction import RedactionPolicy
 from telemetry_events.validation import InvalidEventError
+from telemetry_export.protojson_reader import NotAnObject, parse_arguments
 from telemetry_export.recording import arguments_row, event_row
 from telemetry_export.store.recording import RecordedRow
 

@@ -2,7 +2,7 @@
 
 It sees the event before redaction: everything here stays on the instance. An event arrives
 either as an `Event` (the Python API) or as the constructor arguments of one (a JSONL file,
-see telemetry_events.protojson_reader); both give the same row, column for column, and each
+see telemetry_export.protojson_reader); both give the same row, column for column, and each
 reads only the fields the row needs: on the recording hot path every read of a protobuf field
 costs a crossing into C. The row leaves as one line of COPY text.
 
