@@ -57,10 +57,6 @@ def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
         problems.append(f"id {event.id[:80]!r} is not a UUID")
     if not event.HasField("timestamp"):
         problems.append("timestamp is required")
-    else:
-        problem = timestamp_problem(event.timestamp.seconds, event.timestamp.nanos)
-        if problem:
-            problems.append(problem)
     for field in ("feature", "action"):
         problem = name_problem(field, getattr(event, field))
         if problem:
@@ -68,6 +64,20 @@ def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
     problem = nesting_problem(event)
     if problem:
         problems.append(problem)
+    return problems
+
+
+def recording_problems(event: pb.Event) -> list[str]:
+    """The rules an event must meet to be recorded: every event rule, and a timestamp Postgres stores exactly.
+
+    The wire accepts any Timestamp; recording stores it as timestamptz and protojson writes it, both
+    only for years 0001 to 9999 with nanos from 0 to 999,999,999.
+    """
+    problems = event_problems(event)
+    if event.HasField("timestamp"):
+        problem = timestamp_problem(event.timestamp.seconds, event.timestamp.nanos)
+        if problem:
+            problems.append(problem)
     return problems
 
 

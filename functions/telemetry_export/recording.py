@@ -24,7 +24,7 @@ from telemetry_events.export_mode import ExportScope
 from telemetry_events.ids import canonical_uuid
 from telemetry_events.nesting import NestedTooDeep
 from telemetry_events.redaction import RedactionPolicy
-from telemetry_events.validation import InvalidEventError, event_problems, name_problem, timestamp_problem
+from telemetry_events.validation import InvalidEventError, name_problem, recording_problems, timestamp_problem
 from telemetry_export.event_logs import log_line, log_line_from_arguments, postgres_timestamp
 from telemetry_export.store import recording as store
 from telemetry_export.store.connection import Connection, Cursor, transaction
@@ -98,7 +98,7 @@ def event_row(event: pb.Event, policy: RedactionPolicy, scope: ExportScope) -> s
         or timestamp_problem(seconds, nanos)
         or not event.HasField("timestamp")
     ):
-        raise InvalidEventError("; ".join(event_problems(event)))  # every rule, in the order they are listed
+        raise InvalidEventError("; ".join(recording_problems(event)))  # every rule, in the order they are listed
     exportable = scope.exports(feature)
     stamp = postgres_timestamp(seconds, nanos)
     try:
@@ -136,7 +136,7 @@ def arguments_row(arguments: dict[str, Any], policy: RedactionPolicy, scope: Exp
         or timestamp is None
         or timestamp_problem(seconds, nanos)
     ):
-        raise InvalidEventError("; ".join(event_problems(pb.Event(**arguments))))
+        raise InvalidEventError("; ".join(recording_problems(pb.Event(**arguments))))
     exportable = scope.exports(feature)
     stamp = postgres_timestamp(seconds, nanos)
     line = log_line_from_arguments(arguments, event_id, stamp, exportable)
