@@ -55,12 +55,16 @@ class RedactionPolicy:
         return event
 
     def redacted_bytes(self, event: pb.Event) -> bytes:
-        """The wire bytes of `event` after redaction; `event` itself is left unchanged."""
+        """The wire bytes of `event` after redaction; `event` itself is left unchanged.
+
+        Deterministic (map entries in key order), as the exporter serializes what it sends: a row
+        stored this way is sent as it is, and its payload is not rewritten when it is marked exported.
+        """
         if not event.HasField("marketing_tracking") and not event.parameters.HasField("private_metadata"):
-            return event.SerializeToString()  # nothing to strip: skip the copy
+            return event.SerializeToString(deterministic=True)  # nothing to strip: skip the copy
         redacted = pb.Event()
         redacted.CopyFrom(event)
-        return self.redact(redacted).SerializeToString()
+        return self.redact(redacted).SerializeToString(deterministic=True)
 
 
 # Shipped with the product so that the mechanism is always exercised end to end.
