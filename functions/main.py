@@ -1,4 +1,8 @@
-"""The Cloud Functions' HTTP entry points, called by Cloud Scheduler. Thin: the jobs live in telemetry_export."""
+"""The Cloud Functions' HTTP entry points, called by Cloud Scheduler. Thin: the jobs live in telemetry_export.
+
+Each runs its job on POST only (any other method: 405, nothing run), with a body of at most
+64 KiB (413, refused as it streams); see telemetry_export.http_jobs.
+"""
 
 from __future__ import annotations
 

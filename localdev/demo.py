@@ -3,8 +3,9 @@
 It starts real services on free ports (a throwaway Postgres, the Pub/Sub emulator, the
 gateway, and the three functions under functions-framework), records sample events with
 sensitive fields through the command line, calls the functions over HTTP as Cloud Scheduler
-would, prints what arrives in Pub/Sub (redacted) and a summary. Every process it started is
-stopped at the end, whatever happens.
+would, shows a few events as recorded locally (`event_logs`, unredacted) beside the same events
+as they arrived in Pub/Sub, and prints a summary. Every process it started is stopped at the
+end, whatever happens.
 """
 
 from __future__ import annotations
@@ -25,10 +26,17 @@ from localdev.gateway import development_license, start_gateway
 from localdev.postgres import PostgresUnavailable, start_cluster
 from localdev.processes import ServiceStartError
 from localdev.pubsub_emulator import EmulatorUnavailable, start_emulator
-from telemetry_export.store.connection import parse_database_url
+from localdev.recorded_vs_published import pairs, side_by_side
+from telemetry_export.store import inspection
+from telemetry_export.store.connection import parse_database_url, transaction
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 PROJECT = "telemetry-demo"
+TARGETS = ("export_events", "cleanup_exported_events", "report_queue_metrics")
+# The services table's first column fits its longest label.
+LABEL_WIDTH = max(len(label) for label in ("Postgres", "Pub/Sub emulator", "gateway", *TARGETS))
+# Sample events of this name have an allowlisted private metadata key: one kept beside ones removed.
+ALLOWLISTED_SAMPLE = "example.example"
 
 
 class DemoError(Exception):
@@ -46,6 +54,24 @@ def _cli(env: dict[str, str], *argv: str) -> str:
     if result.returncode != 0:
         raise DemoError(f"telemetry-export {' '.join(argv)} failed: {result.stderr.strip()}")
     return result.stdout
+
+
+def _service(label: str, where: str) -> None:
+    print(f"{label:<{LABEL_WIDTH}}  {where}", flush=True)
+
+
+def _events_to_show(database_url: str, count: int) -> list[dict]:
+    """The first recorded events, one of them with an allowlisted key when there is one: kept beside removed."""
+    conn = pg8000.dbapi.connect(**parse_database_url(database_url))
+    try:
+        with transaction(conn) as cursor:
+            recorded = inspection.recorded_events(cursor, 100)
+    finally:
+        conn.close()
+    allowlisted = [row for row in recorded if row["name"] == ALLOWLISTED_SAMPLE][:1]
+    others = [row for row in recorded if row not in allowlisted]
+    chosen = others[: max(count - len(allowlisted), 0)] + allowlisted
+    return chosen[:count]
 
 
 def _call(function, name: str) -> dict:
@@ -66,7 +92,7 @@ def run(events: int, shown: int) -> dict[str, int]:
         admin.cursor().execute("CREATE DATABASE telemetry")
         admin.close()
         database_url = cluster.url_for("telemetry")
-        print(f"Postgres            {database_url}")
+        _service("Postgres", database_url)
 
         emulator = start_emulator()
         stack.callback(emulator.stop)
@@ -79,7 +105,7 @@ def run(events: int, shown: int) -> dict[str, int]:
         subscription = subscriber.create_subscription(
             name=subscriber.subscription_path(PROJECT, "demo-tail"), topic=topic
         ).name
-        print(f"Pub/Sub emulator    {emulator.host_port} (topic {topic})")
+        _service("Pub/Sub emulator", f"{emulator.host_port} (topic {topic})")
 
         dev_license = development_license()
         gateway = stack.enter_context(
@@ -92,7 +118,7 @@ def run(events: int, shown: int) -> dict[str, int]:
                 }
             )
         )
-        print(f"gateway             {gateway.url} (python -m gateway_run)")
+        _service("gateway", f"{gateway.url} (python -m gateway_run)")
 
         env = {
             **os.environ,
@@ -103,9 +129,9 @@ def run(events: int, shown: int) -> dict[str, int]:
             "TELEMETRY_EXTERNAL_URL": "https://sourcegraph.demo.example",
         }
         functions = {}
-        for target in ("export_events", "cleanup_exported_events", "report_queue_metrics"):
+        for target in TARGETS:
             functions[target] = stack.enter_context(start_function(target, env))
-            print(f"{target:<19} {functions[target].url} (functions-framework)")
+            _service(target, f"{functions[target].url} (functions-framework)")
 
         _step("recording sample events (sensitive fields included)")
         _cli(env, "db", "migrate")
@@ -116,24 +142,30 @@ def run(events: int, shown: int) -> dict[str, int]:
         _call(functions["cleanup_exported_events"], "cleanup_exported_events")
         metrics = _call(functions["report_queue_metrics"], "report_queue_metrics")
 
-        _step(f"events arriving in Pub/Sub (first {shown}, redacted)")
-        published = 0
+        published: dict[str, dict] = {}
         deadline = time.monotonic() + 60
-        while published < exported["exported"] and time.monotonic() < deadline:
+        while len(published) < exported["exported"] and time.monotonic() < deadline:
             response = subscriber.pull(subscription=subscription, max_messages=1000, timeout=10)
             for received in response.received_messages:
-                if published < shown:
-                    body = json.loads(received.message.data)
-                    print(json.dumps(body["event"], sort_keys=True))
-                published += 1
+                body = json.loads(received.message.data)
+                published[received.message.attributes["event.id"]] = body["event"]
             if response.received_messages:
                 subscriber.acknowledge(
                     subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
                 )
+
+        _step(f"what redaction removed: {shown} event(s) as recorded locally and as published")
+        print("REMOVED: not in the published event (private metadata not allowlisted, marketing tracking)\n")
+        for recorded in _events_to_show(database_url, shown):
+            event = published.get(recorded["event_id"])
+            if event is None:
+                print(f"event {recorded['event_id']}: not among the published messages\n")
+            else:
+                print(side_by_side(recorded["event_id"], pairs(recorded, event)) + "\n")
         summary = {
             "recorded": events,
             "exported": exported["exported"],
-            "published": published,
+            "published": len(published),
             "quarantined": exported["quarantined"],
             "backlog": metrics.get("queue_backlog", exported["remaining"]),
         }
@@ -146,7 +178,7 @@ def run(events: int, shown: int) -> dict[str, int]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000, help="sample events to record (default 1000)")
-    parser.add_argument("--show", type=int, default=3, help="published events to print (default 3)")
+    parser.add_argument("--show", type=int, default=3, help="events to show recorded beside published (default 3)")
     args = parser.parse_args()
     started = time.monotonic()
     try:

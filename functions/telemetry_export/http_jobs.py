@@ -1,7 +1,12 @@
 """What the three HTTP functions share: request checks, one connection per run, JSON answers.
 
-Cloud Scheduler calls each function with POST and an optional JSON object body. A job
-returns a JobOutcome; its summary becomes the response body and one structured log line.
+Cloud Scheduler calls each function with POST and an optional JSON object body. Only POST runs
+a job: a GET (a browser, a link checker, a health probe) must never start an export, so every
+other method is answered 405 before anything else is looked at. A job returns a JobOutcome; its
+summary becomes the response body and one structured log line.
+
+The body is read as it streams, at most MAX_BODY_BYTES + 1 bytes: a chunked body declares no
+length, and reading it whole before refusing it would let one request fill the instance's memory.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from telemetry_export.store.connection import Connections, DatabaseError, Interf
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
-ALLOWED_METHODS = ("POST", "GET")
+ALLOWED_METHODS = ("POST",)
+_READ_SIZE = 8192
 
 
 @dataclass
@@ -44,15 +50,8 @@ def connections(settings: Settings) -> Connections:
     return _process.connections
 
 
-def request_options(request: flask.Request, allowed: Mapping[str, type]) -> dict[str, Any]:
+def request_options(raw: bytes, allowed: Mapping[str, type]) -> dict[str, Any]:
     """The JSON body's options, checked against `allowed` (name: type); an empty body means none."""
-    if request.method not in ALLOWED_METHODS:
-        raise _MethodNotAllowed(request.method)
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise _TooLarge(request.content_length)
-    raw = request.get_data(cache=False)
-    if len(raw) > MAX_BODY_BYTES:
-        raise _TooLarge(len(raw))
     if not raw.strip():
         return {}
     try:
@@ -73,8 +72,20 @@ def request_options(request: flask.Request, allowed: Mapping[str, type]) -> dict
     return body
 
 
-class _MethodNotAllowed(Exception):
-    pass
+def read_body(request: flask.Request) -> bytes:
+    """The request body, refused with _TooLarge as soon as it passes MAX_BODY_BYTES, whatever it declared."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise _TooLarge(f"body of {request.content_length} bytes is over the {MAX_BODY_BYTES} byte limit")
+    pieces: list[bytes] = []
+    size = 0
+    while size <= MAX_BODY_BYTES:
+        piece = request.stream.read(min(_READ_SIZE, MAX_BODY_BYTES + 1 - size))
+        if not piece:
+            return b"".join(pieces)
+        pieces.append(piece)
+        size += len(piece)
+    # What is left unread is the server's to discard (or to close the connection on), not ours to hold.
+    raise _TooLarge(f"body is over the {MAX_BODY_BYTES} byte limit (refused after reading {size} bytes)")
 
 
 class _TooLarge(Exception):
@@ -89,17 +100,19 @@ def handle(
 ) -> flask.Response:
     """Checks the request, runs `run` and renders its outcome as JSON with the right status."""
     started = time.monotonic()
-    try:
-        settings = load_settings()
-        logs.configure(settings.log_level)
-        options = request_options(request, allowed or {})
-        outcome = run(settings, connections(settings), options)
-    except _MethodNotAllowed as error:
-        response = _json({"error": f"method {error} not allowed; use POST"}, 405)
+    if request.method not in ALLOWED_METHODS:
+        response = _refusal({"error": f"method {request.method} not allowed; use POST"}, 405)
         response.headers["Allow"] = ", ".join(ALLOWED_METHODS)
         return response
+    try:
+        # The body first, whole or refused: every answer after this point leaves nothing unread.
+        raw = read_body(request)
+        settings = load_settings()
+        logs.configure(settings.log_level)
+        options = request_options(raw, allowed or {})
+        outcome = run(settings, connections(settings), options)
     except _TooLarge as error:
-        return _json({"error": f"body of {error} bytes is over the {MAX_BODY_BYTES} byte limit"}, 413)
+        return _refusal({"error": str(error)}, 413)
     except BadRequest as error:
         return _json({"error": str(error)}, 400)
     except SettingError as error:
@@ -116,3 +129,17 @@ def handle(
 
 def _json(body: Mapping[str, Any], status: int) -> flask.Response:
     return flask.Response(json.dumps(body), status=status, mimetype="application/json")
+
+
+def _refusal(body: Mapping[str, Any], status: int) -> flask.Response:
+    """An answer sent while the request body may still be unread.
+
+    functions-framework reads the whole request body after every non-streamed response (so that
+    answering early causes no connection errors), which would undo the streaming limit above and
+    buffer a 200 MiB body in memory. A streamed response is exempt; the server then discards what
+    is left of the body within its own bounds, or closes the connection.
+    """
+    text = json.dumps(body).encode()
+    response = flask.Response(iter([text]), status=status, mimetype="application/json")
+    response.headers["Content-Length"] = str(len(text))
+    return response

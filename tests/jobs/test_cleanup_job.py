@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 
 from telemetry_export.cleanup import DONE, TIME_BUDGET, clean_up, run_cleanup_job
 from telemetry_export.settings import CleanupSettings, Settings
+from telemetry_export.store import cleanup as store
 
 from .conftest import DAY, HOUR
 
@@ -109,19 +110,65 @@ def test_deletes_in_chunks_of_the_configured_size_until_nothing_is_left(conn, qu
     }
 
 
-def test_stops_between_chunks_when_the_time_budget_runs_out_oldest_first(conn, queue):
-    queue.add("exported 30h ago", 6, age=2 * DAY, exported_ago=30 * HOUR)
-    queue.add("exported 25h ago", 1, age=2 * DAY, exported_ago=25 * HOUR)
+class ChunkClock:
+    """A monotonic clock that moves only while a chunk's DELETE runs: each one takes `chunk_seconds`.
+
+    Wraps the store's delete statements, so the budget rule is driven by the chunks the job
+    actually runs, not by how often it happens to read the clock.
+    """
+
+    def __init__(self, monkeypatch, chunk_seconds: float):
+        self.now = 0.0
+        self.statement_limits: list[float] = []
+        for name in ("delete_exported", "delete_quarantined"):
+            real = getattr(store, name)
+            monkeypatch.setattr(store, name, self._taking(real, chunk_seconds))
+        real_limit = store.limit_statement_time
+
+        def limit(cursor, seconds):
+            self.statement_limits.append(seconds)
+            real_limit(cursor, seconds)
+
+        monkeypatch.setattr(store, "limit_statement_time", limit)
+
+    def _taking(self, delete, seconds):
+        def timed(*args, **kwargs):
+            chunk = delete(*args, **kwargs)
+            self.now += seconds
+            return chunk
+
+        return timed
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_no_chunk_is_started_with_less_time_left_than_the_slowest_chunk_took(conn, queue, monkeypatch):
+    queue.add("exported 30h ago", 4, age=2 * DAY, exported_ago=30 * HOUR)
+    queue.add("exported 25h ago", 3, age=2 * DAY, exported_ago=25 * HOUR)
+    clock = ChunkClock(monkeypatch, chunk_seconds=40)
+
+    result = clean_up(conn, CleanupSettings(chunk_size=2, time_budget_seconds=100), clock=clock)
+
+    # Chunk 1 ran from 0 to 40 s, chunk 2 from 40 to 80 s. 20 s were left, less than the 40 s a chunk
+    # takes: a third chunk would be cancelled by its statement timeout, so it is not started.
+    assert clock.statement_limits == [100, 60]
+    assert (result.chunks, result.deleted, result.stopped_because) == (2, 4, TIME_BUDGET)
+    assert queue.labels() == {"exported 25h ago": 3}  # oldest first
+    assert (result.remaining_eligible, result.duration_s) == (3, 80)
+
+
+def test_a_run_with_time_for_its_slowest_chunk_starts_it(conn, queue, monkeypatch):
+    queue.add("exported 30h ago", 4, age=2 * DAY, exported_ago=30 * HOUR)
     queue.add("quarantined 31 days ago", 1, age=40 * DAY, quarantined_ago=31 * DAY)
-    ticks = itertools.count(step=10.0)  # each reading of the clock is 10 s later
+    clock = ChunkClock(monkeypatch, chunk_seconds=20)
 
-    result = clean_up(conn, CleanupSettings(chunk_size=2, time_budget_seconds=100), clock=lambda: float(next(ticks)))
+    result = clean_up(conn, CleanupSettings(chunk_size=2, time_budget_seconds=61), clock=clock)
 
-    # Three chunks fit in 100 s at 30 s of clock readings each; the fourth would not be started.
-    assert queue.labels() == {"exported 25h ago": 1, "quarantined 31 days ago": 1}
-    assert result.stopped_because == TIME_BUDGET
-    assert (result.deleted, result.chunks) == (6, 3)
-    assert (result.remaining_eligible, result.remaining_eligible_quarantined) == (1, 1)
+    # 61, 41 and 21 s left before chunks 1-3, each more than the 20 s a chunk takes; 1 s before a fourth.
+    assert clock.statement_limits == [61, 41, 21]
+    assert (result.deleted, result.deleted_quarantined, result.stopped_because) == (4, 0, TIME_BUDGET)
+    assert queue.labels() == {"quarantined 31 days ago": 1}
 
 
 def test_a_chunk_that_outlives_the_budget_is_cancelled_and_the_run_ends_cleanly(conn, queue, connections):
@@ -129,13 +176,18 @@ def test_a_chunk_that_outlives_the_budget_is_cancelled_and_the_run_ends_cleanly(
     with connections.connection() as other:
         locker = other.cursor()
         locker.execute("SELECT id FROM telemetry_events_export_queue FOR UPDATE")  # the DELETE must wait for these
+        # Were the chunk not cancelled, it would wait for these locks; they are let go after a minute, far past
+        # the 1 s budget, so the DELETE would then go through and the assertions below would fail, not hang.
+        release = threading.Timer(60, other.rollback)
+        release.start()
 
         result = clean_up(conn, CleanupSettings(time_budget_seconds=1.0))
 
+        release.cancel()
+        release.join()
         other.rollback()
     assert result.stopped_because == TIME_BUDGET
-    assert (result.deleted, result.remaining_eligible) == (0, 3)
-    assert result.duration_s < 10
+    assert (result.deleted, result.remaining_eligible) == (0, 3)  # the chunk was cancelled and rolled back
     # The connection is still usable: the next run deletes what this one could not.
     assert clean_up(conn, CleanupSettings()).deleted == 3
     assert queue.labels() == {}

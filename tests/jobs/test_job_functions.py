@@ -107,11 +107,17 @@ def test_metrics_without_a_project_are_logged_and_build_no_client(job_env, conn,
     assert monitoring_client.built == 0
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE"])
-def test_metrics_answer_only_post_and_get(job_env, method):
-    response = client_for("report_queue_metrics").open("/", method=method)
+@pytest.mark.parametrize("target", ["export_events", "cleanup_exported_events", "report_queue_metrics"])
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_only_post_runs_a_job_other_methods_get_405(job_env, target, method, caplog):
+    caplog.set_level(logging.INFO, logger="telemetry_export.http_jobs")
+
+    response = client_for(target).open("/", method=method)
 
     assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.get_json() == {"error": f"method {method} not allowed; use POST"}
+    assert run_lines(caplog, "export") + run_lines(caplog, "cleanup") + run_lines(caplog, "metrics") == []
 
 
 def test_a_refused_monitoring_write_answers_503_so_scheduler_and_alerts_see_it(

@@ -1,21 +1,25 @@
 """`preview`, `exported --since` and `quarantine list|requeue`: what leaves, what left, what is set aside.
 
-Every listing prints one JSON object a line, events in protojson (camelCase) as Pub/Sub
-consumers see them, so the output can be read or piped into jq.
+Every listing prints one JSON object a line, so the output can be read or piped into jq. Each
+event is rendered exactly as the gateway publishes it (telemetry_events.published_form: legacy
+metadata merged into `metadata`, the gateway's protojson), spliced in as that text, last on the
+line: what `preview` prints is byte for byte the `event` part of the Pub/Sub message.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError, seconds
 from telemetry_events.ids import canonical_uuid, is_uuid
+from telemetry_events.protojson import EncodeError
+from telemetry_events.published_form import published_event_json
 from telemetry_export.cli.context import CommandFailed, database, positive_int, settings
 from telemetry_export.outgoing import Unsendable, outgoing, withheld_reason
 from telemetry_export.store import inspection
@@ -72,32 +76,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     requeue.set_defaults(run=run_quarantine_requeue)
 
 
-def _event_json(payload: bytes) -> dict[str, Any] | None:
+def _published_text(payload: bytes) -> str:
+    """The event as the gateway publishes it, as JSON text; `null` when it has no such form.
+
+    A row that is not an Event is quarantined with that reason, and redaction leaves nothing that
+    protojson cannot write (a NaN could only sit in private metadata values, which are strings
+    once redacted), so `null` is for rows whose reason already says why.
+    """
     event = pb.Event()
     try:
         event.ParseFromString(payload)
-    except DecodeError:
-        return None  # shown as null: the row's reason says why
-    return json_format.MessageToDict(event)
+        return published_event_json(event)
+    except (DecodeError, EncodeError):
+        return "null"
+
+
+def _line(fields: dict[str, Any], event_text: str) -> str:
+    """One listing line: the row's fields, then the event's published text as it is (not re-rendered)."""
+    return f'{json.dumps(fields, sort_keys=True)[:-1]}, "event": {event_text}}}'
 
 
 def run_preview(args: argparse.Namespace) -> int:
     config = settings()
     with database() as conn, transaction(conn) as cursor:
         rows = inspection.next_exportable(cursor, args.limit)
+        total = inspection.count_exportable(cursor) if len(rows) == args.limit else len(rows)
     for row in rows:
-        line: dict[str, Any] = {"id": row.id, "attempts": row.attempts}
+        fields: dict[str, Any] = {"id": row.id, "attempts": row.attempts}
         try:
             wire = outgoing(row.id, row.payload, config.redaction)
         except Unsendable as reason:
-            line["would_quarantine"] = str(reason)
+            event_text = "null"
+            fields["would_quarantine"] = str(reason)
         else:
             held = withheld_reason(config.export_scope, wire.feature)
             if held is not None:
-                line["would_withhold"] = held
+                event_text = "null"
+                fields["would_withhold"] = held
             else:
-                line["event"] = _event_json(wire.data)
-        print(json.dumps(line, sort_keys=True))
+                event_text = _published_text(wire.data)
+        print(_line(fields, event_text))
+    if not rows:
+        _note("nothing waiting for export")
+    elif total > len(rows):
+        _note(f"showing the next {len(rows):,} of {total:,} waiting; --limit N for more")
     return 0
 
 
@@ -108,33 +130,39 @@ def run_exported(args: argparse.Namespace) -> int:
         raise CommandFailed(str(error)) from None
     with database() as conn, transaction(conn) as cursor:
         rows = inspection.exported_since(cursor, window, args.limit)
+        total = inspection.count_exported_since(cursor, window) if len(rows) == args.limit else len(rows)
     for row in rows:
-        print(
-            json.dumps(
-                {"id": row.id, "exported_at": row.at.isoformat(), "event": _event_json(row.payload)}, sort_keys=True
-            )
-        )
+        print(_line({"id": row.id, "exported_at": row.at.isoformat()}, _published_text(row.payload)))
+    if not rows:
+        _note(f"nothing exported in the last {args.since}")
+    elif total > len(rows):
+        _note(f"showing {len(rows):,} of {total:,} (most recent first); --limit N for more")
     return 0
 
 
 def run_quarantine_list(args: argparse.Namespace) -> int:
     with database() as conn, transaction(conn) as cursor:
         rows = inspection.quarantined(cursor, args.limit)
+        total = inspection.count_quarantined(cursor) if len(rows) == args.limit else len(rows)
     for row in rows:
-        print(
-            json.dumps(
-                {
-                    "id": row.id,
-                    "quarantined_at": row.at.isoformat(),
-                    "reason": row.note,
-                    "withheld": row.withheld,
-                    "attempts": row.attempts,
-                    "event": _event_json(row.payload),
-                },
-                sort_keys=True,
-            )
-        )
+        fields = {
+            "id": row.id,
+            "quarantined_at": row.at.isoformat(),
+            "reason": row.note,
+            "withheld": row.withheld,
+            "attempts": row.attempts,
+        }
+        print(_line(fields, _published_text(row.payload)))
+    if not rows:
+        _note("no quarantined rows")
+    elif total > len(rows):
+        _note(f"showing {len(rows):,} of {total:,} (most recent first); --limit N for more")
     return 0
+
+
+def _note(text: str) -> None:
+    """A remark for the reader, on stderr: standard output stays one JSON object a line, for jq."""
+    print(f"telemetry-export: {text}", file=sys.stderr)
 
 
 def run_quarantine_requeue(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 
 from telemetry_events.envvars import SettingError
 from telemetry_export.cli.context import CommandFailed
@@ -23,7 +24,6 @@ SUBCOMMAND_MODULES = (
     "telemetry_export.cli.queue",
     "telemetry_export.cli.inspect_queue",
     "telemetry_export.cli.tail",
-    "telemetry_export.cli.license",
 )
 # The module that registers each command: a run imports that one only (tests/test_cli_imports.py
 # checks this table against what the modules register). Anything else, `--help` say, imports them all.
@@ -48,12 +48,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         prog="telemetry-export",
         description="Record, export, inspect and clean up product telemetry events.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     command = next((arg for arg in argv or () if not arg.startswith("-")), None)
     names = (COMMAND_MODULES[command],) if command in COMMAND_MODULES else SUBCOMMAND_MODULES
     for name in names:
         importlib.import_module(name).register(subparsers)
     return parser
+
+
+def _installed_version() -> str:
+    try:
+        return version("telemetry-export")
+    except PackageNotFoundError:
+        return "(not installed)"  # running from a source tree without `pip install -e .`
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from telemetry_export.store.connection import Cursor, uuid_array
 
@@ -63,3 +63,56 @@ def exported_since(cursor: Cursor, seconds: float, limit: int) -> list[QueueRow]
         (seconds, limit),
     )
     return [QueueRow(r[0], bytes(r[1]), r[2], r[3], r[4]) for r in cursor.fetchall()]
+
+
+RECORDED_COLUMNS = (
+    "event_id",
+    "name",
+    "client",
+    "user_id",
+    "anonymous_user_id",
+    "argument",
+    "public_argument",
+    "feature_flags",
+    "billing_product_category",
+    "url",
+    "first_source_url",
+    "last_source_url",
+    "cohort_id",
+    "referrer",
+    "device_session_id",
+)
+
+
+def recorded_events(cursor: Cursor, limit: int) -> list[dict[str, Any]]:
+    """The first `limit` event_logs rows in recording order, by column name (JSON columns decoded)."""
+    cursor.execute(
+        "SELECT event_id::text, name, client, user_id, anonymous_user_id, argument, public_argument, feature_flags,"
+        " billing_product_category, url, first_source_url, last_source_url, cohort_id, referrer, device_session_id"
+        " FROM event_logs ORDER BY id LIMIT %s",
+        (limit,),
+    )
+    return [dict(zip(RECORDED_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def count_exported_since(cursor: Cursor, seconds: float) -> int:
+    """How many rows were exported in the last `seconds` (and are not cleaned up yet)."""
+    cursor.execute(
+        "SELECT count(*) FROM telemetry_events_export_queue WHERE exported_at >= now() - %s * interval '1 second'",
+        (seconds,),
+    )
+    return int(cursor.fetchone()[0])
+
+
+def count_quarantined(cursor: Cursor) -> int:
+    cursor.execute("SELECT count(*) FROM telemetry_events_export_queue WHERE quarantined_at IS NOT NULL")
+    return int(cursor.fetchone()[0])
+
+
+def count_exportable(cursor: Cursor) -> int:
+    """How many rows a claim could take now (next_exportable's rows, without its limit)."""
+    cursor.execute(
+        "SELECT count(*) FROM telemetry_events_export_queue"
+        " WHERE exported_at IS NULL AND quarantined_at IS NULL AND (leased_until IS NULL OR leased_until < now())"
+    )
+    return int(cursor.fetchone()[0])
