@@ -83,7 +83,6 @@ def test_help_lists_every_command_without_grpc_or_google_clients():
         "exported",
         "quarantine",
         "tail",
-        "license",
     ]
     assert loaded(modules, ("grpc", *GOOGLE_CLIENTS)) == []
 

@@ -38,7 +38,6 @@ COMMAND_MODULES = {
     "exported": "telemetry_export.cli.inspect_queue",
     "quarantine": "telemetry_export.cli.inspect_queue",
     "tail": "telemetry_export.cli.tail",
-    "license": "telemetry_export.cli.license",
 }
 
 
