@@ -63,12 +63,13 @@ class RedactionPolicy:
         Fail-closed: unknown fields at every level (inside Struct values and map entries too)
         are dropped, and so is a known field sent with the wrong wire type (protobuf keeps it
         as an unknown field, where `HasField` and so redaction cannot see it). `event` itself
-        is left unchanged.
+        is left unchanged. Deterministic (map entries in key order), as the exporter serializes
+        what it sends: a row stored this way is sent as it is, and never rewritten when exported.
         """
         redacted = pb.Event()
         redacted.CopyFrom(event)
         redacted.DiscardUnknownFields()  # recursive
-        return self.redact(redacted).SerializeToString()
+        return self.redact(redacted).SerializeToString(deterministic=True)
 
     def redacted_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The same rules on an Event's constructor arguments: `pb.Event(**result)` is the redacted event.

@@ -144,7 +144,7 @@ def arguments_row(arguments: dict[str, Any], policy: RedactionPolicy, scope: Exp
         return store.RecordedRow(event_id, line, None)
     redacted = policy.redacted_arguments(arguments)
     redacted["id"] = event_id
-    payload = pb.Event(**redacted).SerializeToString()
+    payload = pb.Event(**redacted).SerializeToString(deterministic=True)  # as redacted_bytes
     return store.RecordedRow(event_id, line, store.queue_line(event_id, stamp, payload))
 
 
