@@ -1,18 +1,20 @@
-"""Gateway throughput against publishing the same messages with google-cloud-pubsub directly, in one run.
+"""Gateway throughput and CPU cost per event, against publishing the same messages without it, in one run.
 
-Usage: python benchmarks/gateway_throughput.py [--events 60000] [--batch 1000] [--rounds 3] [--workers N]
+Usage: python -m benchmarks.gateway_throughput [--events 60000] [--batch 1000] [--rounds 3] [--workers N]
 
-Both sides publish into the same real Pub/Sub emulator (started here), each to its own topic
-with a subscription. The gateway side streams RecordEvents messages of `--batch` events of
-about 600 bytes each (serialized beforehand, so the client costs nearly nothing) to a real
-`python -m gateway_run` and counts the time until the last response has acknowledged every
-event. The direct side publishes the very bodies and attributes the gateway renders for those
-events, from this process, with the gateway's publisher settings (batching, flow control),
-and counts the time until every future has resolved. Rounds alternate between the two to
-share the noise (this machine is shared); the figures are medians.
+Everything publishes into one real Pub/Sub emulator (started here), each side to a topic of its
+own. The gateway side streams RecordEvents messages of `--batch` events of about 600 bytes
+(serialized beforehand, so the client costs little) over one stream to a real
+`python -m gateway_run`, and counts the time until the last response has acknowledged every
+event. The limits publish the very bodies and attributes the gateway renders for those events
+(benchmarks/_pubsub_limits.py): L_ps through google-cloud-pubsub's per-message client, L_raw
+as whole PublishRequests of 1,000 through its generated client. Rounds alternate between the
+three to share the noise (this machine is shared); the figures are medians.
 
-ratio = gateway events/s / direct events/s of the same round; the median over rounds is the
-figure that counts. Target: at least 0.7.
+CPU time per event is read from /proc around the gateway rounds, per process: the gateway's
+main process, its workers, the emulator, and this client.
+
+Targets: gateway / L_ps >= 1.2 (median of the rounds' ratios); gateway workers <= 60 µs per event.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ import os
 import statistics
 import time
 from collections.abc import Iterator
-from concurrent import futures
 
 import grpc
 
+from benchmarks import _cpu, _pubsub_limits
 from gateway_run import settings as gateway_settings
 from gateway_run.identity import Authenticator
-from gateway_run.publisher import PubSubSink
 from gateway_run.pubsub_messages import Outgoing, prepare
 from localdev.gateway import development_license, start_gateway
 from localdev.pubsub_emulator import start_emulator
@@ -85,15 +86,15 @@ def gateway_round(address: str, metadata_request: bytes, batches: list[bytes], e
     return elapsed
 
 
-def direct_round(sink: PubSubSink, topic: str, messages: list[Outgoing]) -> float:
-    started = time.perf_counter()
-    pending = [sink.publish(topic, message.data, message.attributes) for message in messages]
-    futures.wait(pending)
-    elapsed = time.perf_counter() - started
-    failed = sum(1 for future in pending if future.exception() is not None)
-    if failed:
-        raise SystemExit(f"{failed} direct publishes failed")
-    return elapsed
+def rendered_messages(events: list[pb.Event], metadata: pb.RecordEventsRequestMetadata, env: dict) -> list[Outgoing]:
+    """The messages the gateway publishes for `events`, rendered here by its own code (outside any timing)."""
+    settings = gateway_settings.from_env({**os.environ, **env})
+    context = Authenticator(settings).identify(metadata, None).context
+    policy = policy_from(settings.allowlist)
+    copies = [pb.Event.FromString(event.SerializeToString()) for event in events]
+    messages = [prepare(e, context, policy, settings.max_message_bytes) for e in copies]
+    assert all(isinstance(m, Outgoing) for m in messages)
+    return messages  # type: ignore[return-value]
 
 
 def main() -> None:
@@ -102,7 +103,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="events per RecordEvents message")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None, help="TELEMETRY_GATEWAY_WORKERS (default: its own)")
+    parser.add_argument("--raw-in-flight", type=int, default=2, help="L_raw: PublishRequests in flight at once")
+    parser.add_argument("--env", action="append", default=[], help="extra gateway setting NAME=VALUE (repeatable)")
     args = parser.parse_args()
+    load_before = os.getloadavg()
 
     dev_license = development_license()
     instance_id = "benchmark-instance"
@@ -125,10 +129,13 @@ def main() -> None:
         from google.cloud import pubsub_v1
 
         publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        for name in ("via-gateway", "direct"):
-            topic = publisher.topic_path(PROJECT, name)
-            publisher.create_topic(name=topic)
-            subscriber.create_subscription(name=subscriber.subscription_path(PROJECT, name + "-sub"), topic=topic)
+        topics = {}
+        for name in ("via-gateway", "per-message", "whole-requests"):
+            topics[name] = publisher.topic_path(PROJECT, name)
+            publisher.create_topic(name=topics[name])
+            subscriber.create_subscription(
+                name=subscriber.subscription_path(PROJECT, name + "-sub"), topic=topics[name]
+            )
 
         env = {
             "GOOGLE_CLOUD_PROJECT": PROJECT,
@@ -138,16 +145,13 @@ def main() -> None:
         }
         if args.workers is not None:
             env["TELEMETRY_GATEWAY_WORKERS"] = str(args.workers)
+        env.update(item.split("=", 1) for item in args.env)
         gateway = start_gateway(env)
         settings = gateway_settings.from_env({**os.environ, **gateway.env})
 
-        # The direct side publishes exactly what the gateway renders (computed outside the timing).
-        context = Authenticator(settings).identify(metadata, None).context
-        policy = policy_from(settings.allowlist)
-        copies = [pb.Event.FromString(event.SerializeToString()) for event in events]
-        messages = [m for m in (prepare(e, context, policy, settings.max_message_bytes) for e in copies)]
-        assert all(isinstance(m, Outgoing) for m in messages)
-        message_bytes = statistics.mean(len(m.data) for m in messages)  # type: ignore[union-attr]
+        messages = rendered_messages(events, metadata, gateway.env)
+        message_bytes = statistics.mean(len(m.data) for m in messages)
+        attribute_count = statistics.mean(len(m.attributes) for m in messages)
         batches = [
             pb.RecordEventsRequest(
                 events=pb.RecordEventsRequest.EventsPayload(events=events[start : start + args.batch])
@@ -155,37 +159,60 @@ def main() -> None:
             for start in range(0, len(events), args.batch)
         ]
         metadata_request = pb.RecordEventsRequest(metadata=metadata).SerializeToString()
-        sink = PubSubSink(settings)
-        direct_topic = publisher.topic_path(PROJECT, "direct")
+        meters = [
+            *_cpu.gateway_meters(gateway.pid),
+            _cpu.Meter("Pub/Sub emulator", lambda: _cpu.tree_cpu_seconds(emulator.process.pid)),
+            _cpu.Meter("benchmark client", lambda: _cpu.cpu_seconds(os.getpid(), with_reaped_children=False)),
+        ]
 
-        # A warm-up of both sides (the emulator's JIT, connections, worker start-up), not counted.
+        # A warm-up of every side (the emulator's JIT, connections, worker start-up), not counted.
         warm_up = batches[:10]
         warm_up_events = sum(len(pb.RecordEventsRequest.FromString(raw).events.events) for raw in warm_up)
         gateway_round(gateway.address, metadata_request, warm_up, warm_up_events)
-        direct_round(sink, direct_topic, messages[:warm_up_events])  # type: ignore[arg-type]
+        _pubsub_limits.per_message_rate(topics["per-message"], messages[:warm_up_events])
+        _pubsub_limits.whole_request_rate(topics["whole-requests"], messages[:warm_up_events], args.raw_in_flight)
 
-        gateway_rates, direct_rates = [], []
+        gateway_rates, ps_rates, raw_rates = [], [], []
+        cpu_before = dict.fromkeys(_cpu.read_all(meters), 0.0)
+        cpu_after = dict(cpu_before)
         for round_number in range(1, args.rounds + 1):
+            before = _cpu.read_all(meters)
             via_gateway = gateway_round(gateway.address, metadata_request, batches, len(events))
-            direct = direct_round(sink, direct_topic, messages)  # type: ignore[arg-type]
+            after = _cpu.read_all(meters)
+            for name in before:
+                cpu_after[name] += after[name] - before[name]
             gateway_rates.append(len(events) / via_gateway)
-            direct_rates.append(len(events) / direct)
+            ps_rates.append(_pubsub_limits.per_message_rate(topics["per-message"], messages))
+            raw_rates.append(_pubsub_limits.whole_request_rate(topics["whole-requests"], messages, args.raw_in_flight))
             print(
-                f"round {round_number}: gateway {gateway_rates[-1]:8.0f} events/s   "
-                f"direct {direct_rates[-1]:8.0f} events/s   ratio {gateway_rates[-1] / direct_rates[-1]:.2f}",
+                f"round {round_number}: gateway {gateway_rates[-1]:8.0f} events/s   L_ps {ps_rates[-1]:8.0f} msgs/s   "
+                f"L_raw {raw_rates[-1]:8.0f} msgs/s   gateway/L_ps {gateway_rates[-1] / ps_rates[-1]:.2f}",
                 flush=True,
             )
-        sink.stop()
 
-        gateway_median, direct_median = statistics.median(gateway_rates), statistics.median(direct_rates)
-        ratio = statistics.median(g / d for g, d in zip(gateway_rates, direct_rates, strict=True))
+        ratio_ps = statistics.median(g / p for g, p in zip(gateway_rates, ps_rates, strict=True))
+        ratio_raw = statistics.median(g / r for g, r in zip(gateway_rates, raw_rates, strict=True))
+        counted = len(events) * args.rounds
         print()
-        print(f"events per round      {len(events)} in messages of {args.batch}")
-        print(f"event size            {event_bytes:.0f} bytes protobuf, {message_bytes:.0f} bytes published JSON")
+        print(f"events per round      {len(events)} in messages of {args.batch}, one stream")
+        print(
+            f"event size            {event_bytes:.0f} bytes protobuf, {message_bytes:.0f} bytes published JSON, "
+            f"{attribute_count:.1f} attributes"
+        )
         print(f"gateway workers       {settings.workers} (cpus: {gateway_settings.default_workers()})")
-        print(f"via RecordEvents      {gateway_median:8.0f} events/s (median of {args.rounds})")
-        print(f"direct publish        {direct_median:8.0f} events/s (median of {args.rounds})")
-        print(f"ratio                 {ratio:.2f} (median of the rounds' ratios; target >= 0.70)")
+        print(f"gateway               {statistics.median(gateway_rates):8.0f} events/s (median of {args.rounds})")
+        print(f"L_ps                  {statistics.median(ps_rates):8.0f} msgs/s (per-message client)")
+        print(
+            f"L_raw                 {statistics.median(raw_rates):8.0f} msgs/s "
+            f"(generated client, requests of 1,000, {args.raw_in_flight} in flight)"
+        )
+        print(f"gateway / L_ps        {ratio_ps:.2f} (median of the rounds' ratios; target >= 1.2)")
+        print(f"gateway / L_raw       {ratio_raw:.2f}")
+        print("CPU per event in the gateway rounds (target: gateway workers <= 60 µs):")
+        for line in _cpu.per_event_lines(cpu_before, cpu_after, counted):
+            print(line)
+        load_after = os.getloadavg()
+        print(f"load average          {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min; 2 shared cores)")
     finally:
         if gateway is not None:
             gateway.stop()

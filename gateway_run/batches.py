@@ -1,44 +1,62 @@
-"""One events message, start to finish: decode, prepare each event, publish, and wait for the outcome.
+"""One events message, start to finish: decode and prepare each event, publish whole requests, settle.
 
-This runs inside a worker (a process of the pool, or a thread when TELEMETRY_GATEWAY_WORKERS=0),
-never on the event loop: rendering and publishing are CPU work that would stall every stream.
-Each worker holds its own publisher and policy, set up once by `init_worker`.
+Two halves, on two sides of a process boundary:
+- `prepare_batch` runs in a worker (a process of the pool, or a thread when
+  TELEMETRY_GATEWAY_WORKERS=0), never on the event loop: decoding, redacting and rendering are
+  CPU work that would stall every stream. Each event is decoded on its own, so one that cannot
+  be decoded costs only itself. The messages leave the worker as serialized PublishRequests
+  (up to 1,000 messages or 10 MB each), for the events topic and for the dead-letter topic.
+- `publish_batch` runs on the gateway's event loop: it sends those requests through the
+  publisher, several at once, and `settle` turns their outcomes into the batch's answer.
 
-Outcomes per event, as the servicer reports them:
-- published to the events topic                      -> succeeded (acknowledged)
-- unpublishable, instance caller, dead letter written -> succeeded, so the instance stops resending
-- unpublishable, managed service                      -> rejected: reported failed, not dead-lettered
-- any publish error or timeout                        -> failed: left out, the exporter resends
+Outcomes per event, as `settle` decides them:
+- in a request Pub/Sub accepted (a message ID for it)     -> succeeded (acknowledged), published
+- unpublishable, instance caller, its dead letter accepted  -> succeeded, so the instance stops resending
+- unpublishable, instance caller, no dead-letter topic      -> logged at WARNING, succeeded
+- unpublishable, managed service                            -> rejected: reported failed, not dead-lettered
+- in a request that failed or timed out (either topic)      -> failed: left out, the caller resends;
+                                                               never dead-lettered for it
+An event is acknowledged by the ID it was sent with; one whose ID cannot be read (its bytes are
+garbage) is dead-lettered and counted, but there is nothing to acknowledge it by.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
 import threading
 import time
-from concurrent import futures
-from concurrent.futures import Future
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_run.publisher import Sink, make_sink
-from gateway_run.pubsub_messages import Outgoing, StreamContext, Unpublishable, prepare
+from gateway_run.decoding import UndecodableEvent, decode_event, decode_events_request
+from gateway_run.publisher import Publisher
+from gateway_run.pubsub_messages import (
+    Outgoing,
+    PublishRequestBytes,
+    PublishRequests,
+    StreamContext,
+    Unpublishable,
+    prepare,
+    undecodable,
+)
 from gateway_run.settings import Settings
-from telemetry_events import logs, pb
+from telemetry_events import logs
 from telemetry_events.redaction import RedactionPolicy, policy_from
 
 logger = logging.getLogger(__name__)
 
 SLOW_PUBLISH_SECONDS = 10.0
-_PUBLISHED = "published"
-_DEAD_LETTERED = "dead-lettered"
+# The place of an event acknowledged without a request: dead letter logged for want of a topic.
+LOGGED = -1
 
 
 @dataclass
 class BatchResult:
-    """What became of one events message; travels back from the worker, so plain data only."""
+    """What became of one events message."""
 
     received: int = 0
     succeeded: list[str] = field(default_factory=list)
@@ -51,9 +69,24 @@ class BatchResult:
 
 
 @dataclass
+class PreparedBatch:
+    """A batch ready to publish; travels back from the worker, so plain data only.
+
+    `slots` holds, per event in the order received that is to be acknowledged or counted,
+    (its acknowledgement ID, the index of its request in `requests`, or LOGGED).
+    """
+
+    received: int
+    requests: list[PublishRequestBytes] = field(default_factory=list)
+    dead_letter_requests: set[int] = field(default_factory=set)
+    slots: list[tuple[str, int]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
 class _Worker:
     settings: Settings
-    sink: Sink
     policy: RedactionPolicy
 
 
@@ -62,7 +95,7 @@ _init_lock = threading.Lock()
 
 
 def init_worker(settings: Settings, in_child_process: bool) -> None:
-    """Builds this worker's publisher and policy, once per process."""
+    """Sets up this worker's settings and policy, once per process."""
     global _worker
     with _init_lock:
         if _worker is None:
@@ -72,7 +105,7 @@ def init_worker(settings: Settings, in_child_process: bool) -> None:
                 signal.signal(signal.SIGTERM, signal.SIG_IGN)
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 logs.configure(settings.log_level)
-            _worker = _Worker(settings, make_sink(settings), policy_from(settings.allowlist))
+            _worker = _Worker(settings, policy_from(settings.allowlist))
 
 
 def probe_worker(settings: Settings, linger: float) -> int:
@@ -82,39 +115,36 @@ def probe_worker(settings: Settings, linger: float) -> int:
     return os.getpid()
 
 
-def stop_worker() -> None:
-    """Flushes and stops this worker's publisher (for the in-process mode; processes just exit)."""
-    global _worker
-    with _init_lock:
-        if _worker is not None:
-            _worker.sink.stop()
-            _worker = None
-
-
-def process_batch(context: StreamContext, raw_request: bytes) -> BatchResult:
-    """Publishes every event of a serialized RecordEventsRequest and reports each one's outcome."""
+def prepare_batch(context: StreamContext, raw_request: bytes) -> PreparedBatch:
+    """Decodes and prepares every event of a serialized RecordEventsRequest (events) into PublishRequests."""
     worker = _worker
     if worker is None:
         raise RuntimeError("init_worker was not called in this worker")
     started = time.monotonic()
     settings = worker.settings
-    events = pb.RecordEventsRequest.FromString(raw_request).events.events
-    result = BatchResult(received=len(events))
-    # Per event, in order: (event id, its publish or dead-letter future or None, what it is).
-    outcomes: list[tuple[str, Future[Any] | None, str]] = []
+    raw_events = decode_events_request(raw_request).events.events
+    batch = PreparedBatch(received=len(raw_events))
+    events = PublishRequests(settings.topic)
+    dead_letters = PublishRequests(settings.deadletter_topic) if settings.deadletter_topic else None
+    # Per event, in order: (acknowledgement ID, its request's number within its topic, dead letter?).
+    places: list[tuple[str, int, bool]] = []
     unpublishable: list[Unpublishable] = []
 
-    for event in events:
-        prepared = prepare(event, context, worker.policy, settings.max_message_bytes)
+    for raw_event in raw_events:
+        try:
+            prepared: Outgoing | Unpublishable = prepare(
+                decode_event(raw_event), context, worker.policy, settings.max_message_bytes
+            )
+        except UndecodableEvent as error:
+            prepared = undecodable(len(raw_event), error, context)
         if isinstance(prepared, Outgoing):
-            outcomes.append((prepared.event_id, _publish(worker.sink, settings.topic, prepared), _PUBLISHED))
+            places.append((prepared.event_id, events.add(prepared), False))
             continue
         unpublishable.append(prepared)
         if context.managed:
-            result.rejected.append((prepared.event_id, f"{prepared.reason}: {prepared.detail}"))
-        elif settings.deadletter_topic:
-            future = _publish(worker.sink, settings.deadletter_topic, prepared.dead_letter)
-            outcomes.append((prepared.event_id, future, _DEAD_LETTERED))
+            batch.rejected.append((prepared.event_id, f"{prepared.reason}: {prepared.detail}"))
+        elif dead_letters is not None:
+            places.append((prepared.event_id, dead_letters.add(prepared.dead_letter), True))
         else:
             # Nowhere to keep it but the log: acknowledged so that it stops coming back, never silently.
             excerpt = prepared.dead_letter.data[:8192].decode("utf-8", "ignore")
@@ -122,8 +152,8 @@ def process_batch(context: StreamContext, raw_request: bytes) -> BatchResult:
                 "event cannot be published and no dead-letter topic is set",
                 extra={**_describe(prepared), "request_id": context.request_id, "dead_letter": excerpt},
             )
-            outcomes.append((prepared.event_id, None, _DEAD_LETTERED))
-    if unpublishable and (context.managed or settings.deadletter_topic):
+            places.append((prepared.event_id, LOGGED, False))
+    if unpublishable and (context.managed or dead_letters is not None):
         logger.info(
             "events cannot be published",
             extra={
@@ -135,21 +165,25 @@ def process_batch(context: StreamContext, raw_request: bytes) -> BatchResult:
             },
         )
 
-    # The client's own retry deadline ends first; this only bounds the wait should it not.
-    futures.wait([f for _, f, _ in outcomes if f is not None], timeout=settings.publish_timeout + 5)
-    for event_id, outcome, kind in outcomes:
-        error = _error_of(outcome)
-        if error is None:
-            result.succeeded.append(event_id)
-            if kind == _PUBLISHED:
-                result.published += 1
-            else:
-                result.dead_lettered += 1
-        else:
-            result.failed += 1
-            result.first_error = result.first_error or f"{type(error).__name__}: {error}"[:500]
+    batch.requests = events.requests()
+    first_dead_letter = len(batch.requests)
+    if dead_letters is not None:
+        batch.requests.extend(dead_letters.requests())
+        batch.dead_letter_requests = set(range(first_dead_letter, len(batch.requests)))
+    batch.slots = [
+        (event_id, number if number == LOGGED or not dead else first_dead_letter + number)
+        for event_id, number, dead in places
+    ]
+    batch.seconds = time.monotonic() - started
+    return batch
 
-    result.seconds = time.monotonic() - started
+
+async def publish_batch(prepared: PreparedBatch, publisher: Publisher, context: StreamContext) -> BatchResult:
+    """Sends every request of `prepared` at once (the publisher bounds how many fly) and settles the batch."""
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(publisher.publish(r) for r in prepared.requests), return_exceptions=True)
+    result = settle(prepared, outcomes)
+    result.seconds = prepared.seconds + (time.monotonic() - started)
     if result.seconds > SLOW_PUBLISH_SECONDS:
         logger.warning(
             "slow publish",
@@ -158,25 +192,40 @@ def process_batch(context: StreamContext, raw_request: bytes) -> BatchResult:
     return result
 
 
-def _error_of(future: Future[Any] | None) -> BaseException | None:
-    if future is None:
-        return None
-    if not future.done():
-        future.cancel()
-        return TimeoutError("publish did not finish in time")
-    try:
-        return future.exception()
-    except futures.CancelledError as cancelled:
-        return cancelled
+def settle(prepared: PreparedBatch, outcomes: Sequence[Sequence[str] | BaseException]) -> BatchResult:
+    """Each event's outcome from its request's: acknowledged only with a message ID from Pub/Sub.
+
+    `outcomes[i]` is request i's message IDs, or the error that ended it.
+    """
+    result = BatchResult(received=prepared.received, rejected=list(prepared.rejected))
+    errors = [_request_error(prepared.requests[i], outcome) for i, outcome in enumerate(outcomes)]
+    positions = [0] * len(outcomes)
+    for event_id, index in prepared.slots:
+        if index == LOGGED:
+            ok = True
+        else:
+            position = positions[index]
+            positions[index] += 1
+            ok = errors[index] is None and bool(outcomes[index][position])  # type: ignore[index]
+        if ok:
+            if event_id:
+                result.succeeded.append(event_id)
+            if index == LOGGED or index in prepared.dead_letter_requests:
+                result.dead_lettered += 1
+            else:
+                result.published += 1
+        else:
+            result.failed += 1
+            result.first_error = result.first_error or (errors[index] or "Pub/Sub returned no message ID")
+    return result
 
 
-def _publish(sink: Sink, topic: str, message: Outgoing) -> Future[Any]:
-    try:
-        return sink.publish(topic, message.data, message.attributes)
-    except Exception as error:  # noqa: BLE001 - e.g. a stopped client: reported as a failed publish
-        failed: Future[Any] = Future()
-        failed.set_exception(error)
-        return failed
+def _request_error(request: PublishRequestBytes, outcome: Sequence[str] | BaseException) -> str | None:
+    if isinstance(outcome, BaseException):
+        return f"{type(outcome).__name__}: {outcome}"[:500]
+    if len(outcome) != request.messages:
+        return f"Pub/Sub answered {len(outcome)} message IDs for {request.messages} messages"
+    return None
 
 
 def _describe(item: Unpublishable) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from gateway_run.batches import BatchResult
-from gateway_run.decoding import decode
+from gateway_run.decoding import decode_event_request, decode_events_request, events_request_bytes
 from gateway_run.errors import GatewayBusy, RequestRejected
 from gateway_run.identity import Authenticator, Caller
 from gateway_run.scheduling import Lane, NotStarted, QueueWaitExceeded, Scheduler, capacity_of
@@ -276,7 +276,7 @@ class Servicer:
                     f"Received message larger than max ({len(raw)} vs. {self._settings.max_receive_bytes}): "
                     "send fewer events per message",
                 )
-            request = decode(raw, pb.RecordEventsRequest)
+            request = decode_events_request(raw)  # its events stay bytes: each is decoded on its own
             kind = request.WhichOneof("payload")
             if kind == "metadata":
                 if caller is not None:
@@ -454,17 +454,15 @@ class Servicer:
     async def record_event(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.monotonic()
         try:
-            request = decode(raw, pb.RecordEventRequest)
+            request = decode_event_request(raw)  # its event stays bytes: decoded, or refused, with the batch
             caller = self._authenticator.identify(request.metadata, context.invocation_metadata(), unary=True)
             if not request.HasField("event"):
                 raise RequestRejected(grpc.StatusCode.INVALID_ARGUMENT, "event is required")
-            batch = pb.RecordEventsRequest(events=pb.RecordEventsRequest.EventsPayload(events=[request.event]))
+            batch = events_request_bytes([request.event])
             lane = self._scheduler.lane()
             deadline = asyncio.get_running_loop().time() + self._settings.max_queue_wait
             try:
-                result = await lane.run(
-                    lambda: self._workers.run(caller.context, batch.SerializeToString(), 1), deadline
-                )
+                result = await lane.run(lambda: self._workers.run(caller.context, batch, 1), deadline)
             except QueueWaitExceeded:
                 raise self._busy("the event") from None
             if result.rejected:
@@ -491,7 +489,7 @@ class Servicer:
             extra={
                 **caller.log_fields,
                 "request_id": request.metadata.request_id[:256],
-                "event_id": request.event.id[:200],
+                "event_id": result.succeeded[0][:200],
                 "duration_seconds": round(time.monotonic() - started, 3),
             },
         )

@@ -52,6 +52,7 @@ class Settings:
     service_tokens: tuple[ServiceToken, ...] = ()
     max_receive_bytes: int = 12 * MIB
     publish_concurrency: int = 4
+    publish_requests: int = 4
     dev_mode: bool = False
     log_level: str = "INFO"
     workers: int = 1
@@ -116,7 +117,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         env, "TELEMETRY_GATEWAY_PUBLISH_MAX_OUTSTANDING_BYTES", 64 * MIB, minimum=MIB, maximum=4096 * MIB
     )
     if max_outstanding_bytes < max_message_bytes:
-        # Flow control refuses outright a message bigger than its whole byte budget.
+        # A budget smaller than one message would let every such message through alone, unbounded by it.
         raise SettingError(
             f"TELEMETRY_GATEWAY_PUBLISH_MAX_OUTSTANDING_BYTES={max_outstanding_bytes} must be at least "
             f"TELEMETRY_GATEWAY_MAX_MESSAGE_BYTES={max_message_bytes}"
@@ -136,6 +137,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             env, "TELEMETRY_GATEWAY_MAX_RECEIVE_BYTES", 12 * MIB, minimum=64 * 1024, maximum=64 * MIB
         ),
         publish_concurrency=envvars.integer(env, "TELEMETRY_GATEWAY_PUBLISH_CONCURRENCY", 4, minimum=1, maximum=64),
+        publish_requests=envvars.integer(env, "TELEMETRY_GATEWAY_PUBLISH_REQUESTS", 4, minimum=1, maximum=64),
         dev_mode=dev_mode,
         log_level=envvars.choice(env, "LOG_LEVEL", "info", ("debug", "info", "warning", "error")).upper(),
         workers=envvars.integer(env, "TELEMETRY_GATEWAY_WORKERS", default_workers(), minimum=0, maximum=64),

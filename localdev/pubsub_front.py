@@ -133,8 +133,11 @@ class PubSubFront:
         ids = tuple(message.attributes.get("event.id", "") for message in request.messages)
         with self._lock:
             call = PublishCall(len(self.calls) + 1, request.topic, ids)
-            call = dataclasses.replace(call, action=self.script(call))
             self.calls.append(call)
+        # Outside the lock: a script may hold a call (wait before deciding) while others are recorded.
+        call = dataclasses.replace(call, action=self.script(call))
+        with self._lock:
+            self.calls[call.number - 1] = call
         return call
 
     def _settle(self, call: PublishCall, outcome: Outcome) -> None:

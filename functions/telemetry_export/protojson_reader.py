@@ -66,8 +66,6 @@ _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT32 = (0, 2**32 - 1)
 _UINT64 = (0, 2**64 - 1)
-# A JSON number a double holds exactly; json_format converts larger integers its own way.
-_EXACT_INTEGER = 2**53
 
 Reader = Callable[[Any], Any]
 _readers: dict[str, Reader] = {}
@@ -262,8 +260,13 @@ def _read_double(value: Any) -> float:
         if value - value != 0:
             raise _GiveUp  # an infinity or NaN from a non-standard literal
         return value
-    if kind is int and -_EXACT_INTEGER <= value <= _EXACT_INTEGER:
-        return float(value)
+    if kind is int:
+        # Correctly rounded, as json_format converts it: protojson writes a whole double without a
+        # fraction (`9007199254740994`, as the reference's Go protojson does).
+        try:
+            return float(value)
+        except OverflowError:
+            raise _GiveUp from None
     raise _GiveUp
 
 
@@ -329,9 +332,10 @@ def _struct_value(value: Any, budget: int) -> Any:
             raise _GiveUp  # an infinity or NaN from a non-standard literal
         return value
     if kind is int:
-        if -_EXACT_INTEGER <= value <= _EXACT_INTEGER:
-            return float(value)
-        raise _GiveUp
+        try:
+            return float(value)  # correctly rounded, as json_format converts it
+        except OverflowError:
+            raise _GiveUp from None
     if kind is dict:
         return _struct(value, budget - 1)
     if kind is list:

@@ -276,7 +276,7 @@ def test_function_deadline_hit(make_pipeline: MakePipeline, fault_table: FaultTa
     # each call must stop in time, settle what it sent and leave the rest for the next call.
     timeout = 4.0
     pipeline = make_pipeline()
-    recorded = pipeline.db.record(6_000, seed=111)
+    recorded = pipeline.db.record(24_000, seed=111)  # more than one call can export: at most ~8,000/s here
     env = {
         **pipeline.exporter_env,
         "TELEMETRY_GATEWAY_ADDR": pipeline.gateway.url,

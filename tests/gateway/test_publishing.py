@@ -10,6 +10,7 @@ from gateway_testing import (
     EXTERNAL_URL,
     INSTANCE_ID,
     Gateway,
+    OpenStream,
     PubSub,
     ServiceToken,
     event_dict,
@@ -23,8 +24,10 @@ from gateway_testing import (
     unlicensed_metadata,
 )
 
+from gateway_run.decoding import events_request_bytes
 from localdev.gateway import DevelopmentLicense, start_gateway
 from telemetry_events import pb
+from telemetry_events.ids import new_event_id
 
 
 def expected_event(sent: pb.Event) -> dict[str, Any]:
@@ -241,3 +244,101 @@ def test_an_empty_events_message_gets_an_empty_response_and_metadata_alone_is_a_
 
     assert (empty.code, [list(r.succeeded_events) for r in empty.responses]) == (grpc.StatusCode.OK, [[]])
     assert (metadata_only.code, metadata_only.responses) == (grpc.StatusCode.OK, [])
+
+
+def test_an_undecodable_event_costs_only_itself_and_the_stream_stays_open(
+    gateway: Gateway, pubsub: PubSub, license_key: str
+) -> None:
+    from test_decoding import length_delimited, nested_event
+
+    healthy = [make_event(n) for n in range(6)]
+    too_deep = nested_event(48, leaf=length_delimited(5, length_delimited(1, length_delimited(1, b"secret-leaf"))))
+    garbage = b"\x0f\xff\x00 not an event at all"
+    bad_utf8 = make_event(9).SerializeToString().replace(b"search.results", b"search.re\xffults")
+    raw_events = [e.SerializeToString() for e in healthy[:3]] + [too_deep, garbage, bad_utf8]
+    raw_events += [e.SerializeToString() for e in healthy[3:]]
+    later = make_event(20)
+
+    stream = OpenStream(gateway.address)
+    stream.send(licensed_metadata(license_key))
+    stream.send(events_request_bytes(raw_events))
+    first = stream.receive()
+    stream.send(events_request([later]))  # the same stream goes on
+    second = stream.receive()
+    result = stream.finish()
+
+    too_deep_id = "0190f3c2-7a41-7c3e-9d2a-5b8e4f1a2c3d"
+    bad_utf8_id = bad_utf8[2:38].decode()  # field 1 comes first: tag, length 36, the ID
+    assert result.code == grpc.StatusCode.OK, result.details
+    # Acknowledged: the healthy ones and every bad one with a readable ID (dead-lettered); garbage has none.
+    assert list(first.succeeded_events) == [e.id for e in healthy[:3]] + [too_deep_id, bad_utf8_id] + [
+        e.id for e in healthy[3:]
+    ]
+    assert list(second.succeeded_events) == [later.id]
+    assert set(pubsub.pull(gateway.subscription, [e.id for e in healthy] + [later.id])) == {
+        *(e.id for e in healthy),
+        later.id,
+    }
+    dead = {m.attributes["event.id"]: m for m in pubsub.drain(gateway.deadletter_subscription, quiet_seconds=1.0)}
+    assert set(dead) >= {too_deep_id, bad_utf8_id, ""}
+    assert dead[too_deep_id].attributes["reason"] == "undecodable"
+    assert "nested more than 100 levels deep" in dead[too_deep_id].data["detail"]
+    assert dead[bad_utf8_id].data["detail"].endswith("does not decode: a string field is not valid UTF-8")
+    assert dead[""].data["detail"].endswith("does not decode: not valid protobuf (truncated or corrupt)")
+    assert dead[""].data["size"] == len(garbage)
+    for message in dead.values():
+        # Nothing redaction never examined: no event content, only what identifies it.
+        assert set(message.data) == {"metadata", "reason", "detail", "size"}
+        assert b"secret" not in message.raw
+    stream_lines = [r for r in gateway.process.log_records() if r.get("message") == "RecordEvents stream ended"]
+    assert (stream_lines[-1]["events_published"], stream_lines[-1]["events_dead_lettered"]) == (7, 3)
+
+
+def test_a_managed_service_is_told_about_an_undecodable_event(
+    gateway: Gateway, pubsub: PubSub, service_token: ServiceToken
+) -> None:
+    good = make_event(1)
+    garbage = b"\x0f\xff\x00 not an event at all"
+    metadata = managed_metadata("cody-gateway")
+
+    stream = record_events(
+        gateway.address,
+        [pb.RecordEventsRequest(metadata=metadata), events_request_bytes([good.SerializeToString(), garbage])],
+        service_token.headers,
+    )
+    unary = record_event(
+        gateway.address,
+        pb.RecordEventRequest(metadata=metadata).SerializeToString() + b"\x12" + bytes([len(garbage)]) + garbage,
+        service_token.headers,
+    )
+
+    assert stream.code == grpc.StatusCode.OK and stream.acknowledged == [good.id]
+    assert unary[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert unary[1] == (
+        f"event cannot be recorded: undecodable: event of {len(garbage)} bytes does not decode: "
+        "not valid protobuf (truncated or corrupt)"
+    )
+
+
+def test_event_ids_are_published_canonical_and_acknowledged_as_sent(
+    gateway: Gateway, pubsub: PubSub, license_key: str
+) -> None:
+    canonical = [new_event_id() for _ in range(4)]
+    spellings = [
+        canonical[0].upper(),
+        canonical[1].replace("-", ""),
+        "{" + canonical[2] + "}",
+        "urn:uuid:" + canonical[3].upper(),
+    ]
+    events = [make_event(n, id=spelling) for n, spelling in enumerate(spellings)]
+    invalid = make_event(9, id=new_event_id().upper(), feature="Not Valid")
+
+    result = record_events(gateway.address, [licensed_metadata(license_key), events_request([*events, invalid])])
+
+    assert result.code == grpc.StatusCode.OK, result.details
+    assert result.acknowledged == [*spellings, invalid.id]  # the exporter matches its own IDs
+    received = pubsub.pull(gateway.subscription, canonical)
+    for event_id, message in received.items():
+        assert message.data["event"]["id"] == event_id == message.attributes["event.id"]
+    dead = pubsub.pull(gateway.deadletter_subscription, [invalid.id.lower()])[invalid.id.lower()]
+    assert dead.data["event"]["id"] == invalid.id.lower()

@@ -7,6 +7,7 @@ import json
 import pytest
 from gateway_testing import make_event
 
+from gateway_run.decoding import EventHead, UndecodableEvent
 from gateway_run.pubsub_messages import (
     Outgoing,
     StreamContext,
@@ -16,6 +17,7 @@ from gateway_run.pubsub_messages import (
     message_size,
     prepare,
     truncate_utf8,
+    undecodable,
 )
 from telemetry_events import pb
 from telemetry_events.published_form import merge_legacy_metadata
@@ -143,3 +145,58 @@ def test_an_oversized_event_leaves_only_a_bounded_excerpt() -> None:
     assert body["size"] > 100_000 and prepared.dead_letter.attributes["size"] == str(body["size"])
     assert len(body["eventExcerpt"].encode()) <= 4096 and "event" not in body
     assert len(prepared.dead_letter.data) < 8_000
+
+
+def test_the_id_is_published_canonical_and_acknowledged_as_sent() -> None:
+    event = make_event(1)
+    canonical = event.id
+    event.id = "{" + canonical.upper() + "}"
+
+    prepared = prepare(event, CONTEXT, POLICY, 100_000)
+
+    assert isinstance(prepared, Outgoing)
+    assert prepared.event_id == "{" + canonical.upper() + "}"
+    assert prepared.attributes["event.id"] == canonical
+    assert json.loads(prepared.data)["event"]["id"] == canonical
+
+
+def test_a_dead_letter_carries_the_canonical_id_too_and_is_acknowledged_as_sent() -> None:
+    event = make_event(1, feature="Not Valid")
+    canonical = event.id
+    event.id = canonical.replace("-", "").upper()
+
+    prepared = prepare(event, CONTEXT, POLICY, 100_000)
+
+    assert isinstance(prepared, Unpublishable)
+    assert prepared.event_id == canonical.replace("-", "").upper()
+    assert prepared.dead_letter.attributes["event.id"] == canonical
+    assert json.loads(prepared.dead_letter.data)["event"]["id"] == canonical
+
+
+def test_an_id_that_is_no_uuid_is_invalid_and_kept_as_sent() -> None:
+    prepared = prepare(make_event(1, id="not-a-uuid"), CONTEXT, POLICY, 100_000)
+
+    assert isinstance(prepared, Unpublishable) and prepared.detail == "id 'not-a-uuid' is not a UUID"
+    assert prepared.event_id == prepared.dead_letter.attributes["event.id"] == "not-a-uuid"
+
+
+def test_an_undecodable_event_is_dead_lettered_with_what_identifies_it_and_no_content() -> None:
+    head = EventHead(id="0190F3C2-7A41-7C3E-9D2A-5B8E4F1A2C3D", feature="search", action="vi\ufffdewed")
+
+    dead = undecodable(5000, UndecodableEvent("a string field is not valid UTF-8", head), CONTEXT)
+
+    assert (dead.event_id, dead.reason, dead.size) == (head.id, "undecodable", 5000)
+    assert json.loads(dead.dead_letter.data) == {
+        "metadata": {"requestId": "r"},
+        "reason": "undecodable",
+        "detail": "event of 5000 bytes does not decode: a string field is not valid UTF-8",
+        "size": 5000,
+    }
+    assert dead.dead_letter.attributes == {
+        "reason": "undecodable",
+        "publisher.source": "licensed_instance",
+        "event.id": "0190f3c2-7a41-7c3e-9d2a-5b8e4f1a2c3d",
+        "event.feature": "search",
+        "event.action": "vi\ufffdewed",
+        "size": "5000",
+    }
