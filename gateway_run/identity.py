@@ -7,8 +7,10 @@ inner one, deciding per identifier kind:
   instance when the key names one;
 - unlicensed instance: only when TELEMETRY_GATEWAY_ALLOW_UNLICENSED is true, with an instance_id;
 - managed service: a bearer token in the `authorization` request header whose SHA-256 is
-  configured. On Cloud Run the caller then sends its Google ID token in
-  `x-serverless-authorization`, which Cloud Run checks instead of `authorization`.
+  configured, bound to the one `service_id` it may send as. On Cloud Run the caller then sends
+  its Google ID token in `x-serverless-authorization`, which Cloud Run checks instead of
+  `authorization`. A service ID never spells an identifier kind (sources.py): it becomes the
+  messages' `publisher.source`, where instance traffic carries the kind.
 
 Status codes follow the reference gateway where it defines them (an invalid license key is
 INVALID_ARGUMENT, an unknown identifier kind UNIMPLEMENTED) and gRPC's meanings elsewhere.
@@ -29,18 +31,13 @@ from gateway_run import licensing
 from gateway_run.errors import RequestRejected
 from gateway_run.pubsub_messages import StreamContext
 from gateway_run.settings import Settings
+from gateway_run.sources import LICENSED, MANAGED, UNLICENSED, service_id_problem
 from telemetry_events import pb, protojson
 
 MAX_REQUEST_ID_LENGTH = 256
-MAX_SERVICE_ID_LENGTH = 256
 # Rendered into every message the stream publishes, so kept small.
 MAX_METADATA_JSON_BYTES = 8192
 
-LICENSED = "licensed_instance"
-UNLICENSED = "unlicensed_instance"
-MANAGED = "managed_service"
-
-_SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]*$")
 _BEARER = re.compile(r"^Bearer +(?P<token>[\x21-\x7e]+) *$", re.IGNORECASE)
 
 INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
@@ -140,19 +137,21 @@ class Authenticator:
         token = _bearer_token(headers)
         digest = hashlib.sha256(token.encode()).hexdigest()
         # Compared against every configured hash, in constant time each: no early exit to time.
-        known = False
-        for accepted in self._settings.service_token_sha256:
-            known |= hmac.compare_digest(digest, accepted)
-        if not known:
+        bound_to: list[str] = []
+        for accepted in self._settings.service_tokens:
+            if hmac.compare_digest(digest, accepted.sha256):
+                bound_to.append(accepted.service_id)
+        if not bound_to:
             raise RequestRejected(grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not accepted by this gateway")
         identifier = metadata.identifier.managed_service
         service_id = identifier.service_id
-        if not service_id:
-            raise RequestRejected(INVALID_ARGUMENT, "service_id is required for a managed service")
-        if len(service_id) > MAX_SERVICE_ID_LENGTH or not _SERVICE_ID.fullmatch(service_id):
+        problem = service_id_problem(service_id)
+        if problem:
+            raise RequestRejected(INVALID_ARGUMENT, problem)
+        if service_id not in bound_to:
             raise RequestRejected(
-                INVALID_ARGUMENT,
-                f"service_id must be at most {MAX_SERVICE_ID_LENGTH} characters of letters, digits and ._:/@-",
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the bearer token is not bound to service_id {service_id!r}: each token may send as one service only",
             )
         fields: dict[str, Any] = {"identifier": MANAGED, "service_id": service_id, "token_sha256_prefix": digest[:12]}
         if identifier.HasField("service_environment"):

@@ -3,7 +3,9 @@
 A key reads `tgk1.<claims>.<signature>`: `claims` is base64url (no padding) of a compact JSON
 object, `signature` is base64url of the Ed25519 signature over the ASCII text `tgk1.<claims>`.
 Signing the encoded text rather than re-serialised JSON means the verifier checks exactly
-the bytes it decodes, so no two JSON spellings of one claim set can both verify.
+the bytes it decodes, so no two JSON spellings of one claim set can both verify. Both parts
+are accepted only in their canonical spelling (the URL-safe alphabet, no padding, no stray
+bits in the last character), so one key has exactly one text and one fingerprint.
 
 Claims: `licensee` (who the key was issued to), `instance` (optional: the only instance ID
 the key is valid for), `issued` and `expires` (Unix seconds), `id` (random, to name a key in
@@ -21,6 +23,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +37,8 @@ KEY_PREFIX = "tgk1"
 MAX_KEY_LENGTH = 4096
 # Clocks of the minting machine and the gateway may disagree a little.
 CLOCK_SKEW_SECONDS = 300
+
+_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 
 
 class LicenseError(ValueError):
@@ -78,7 +83,7 @@ def public_key_of(private_key_b64: str) -> str:
 
 def decode_public_key(public_key_b64: str) -> bytes:
     """The raw 32 bytes of a base64 (standard or URL-safe) public key; raises LicenseError."""
-    raw = _b64decode(public_key_b64.strip(), "public key")
+    raw = decode_configured_key(public_key_b64, "public key")
     if len(raw) != 32:
         raise LicenseError(f"the public key decodes to {len(raw)} bytes, an Ed25519 public key has 32")
     return raw
@@ -123,24 +128,27 @@ def verify(key: str, public_keys: Sequence[bytes], now: float | None = None) -> 
         signed = f"{parts[0]}.{parts[1]}".encode("ascii")
     except UnicodeEncodeError:
         raise LicenseError("license_key contains characters that no license key has") from None
-    signature = _b64decode(parts[2], "license_key signature")
+    signature = _canonical_b64decode(parts[2], "license_key signature")
     if not public_keys:
         raise LicenseError("no license public key is configured")
     if not any(_signed_by(raw, signature, signed) for raw in public_keys):
         raise LicenseError(
             "license_key signature does not verify: the key was forged, altered or signed by another issuer"
         )
-    claims = _parse_claims(_b64decode(parts[1], "license_key claims"))
+    claims = _parse_claims(_canonical_b64decode(parts[1], "license_key claims"))
     current = time.time() if now is None else now
     if claims.expires_at <= current:
-        raise LicenseError(f"license_key expired at {_utc(claims.expires_at)} (key id {claims.key_id})")
+        raise LicenseError(f"license_key expired at {iso_utc(claims.expires_at)} (key id {claims.key_id})")
     if claims.issued_at > current + CLOCK_SKEW_SECONDS:
-        raise LicenseError(f"license_key is not valid before {_utc(claims.issued_at)} (key id {claims.key_id})")
+        raise LicenseError(f"license_key is not valid before {iso_utc(claims.issued_at)} (key id {claims.key_id})")
     return claims
 
 
 def fingerprint(key: str) -> str:
-    """A stable, non-reversible name for a key: what logs and published metadata carry instead of it."""
+    """A stable, non-reversible name for a key: what logs and published metadata carry instead of it.
+
+    Only canonically spelled keys verify, so a key that verified has this one fingerprint.
+    """
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
@@ -182,7 +190,7 @@ def _whole_seconds(value: object, name: str) -> int:
 
 
 def _private_key(private_key_b64: str) -> Ed25519PrivateKey:
-    raw = _b64decode(private_key_b64.strip(), "private key")
+    raw = decode_configured_key(private_key_b64, "private key")
     if len(raw) != 32:
         raise LicenseError(f"the private key decodes to {len(raw)} bytes, an Ed25519 private key has 32")
     return Ed25519PrivateKey.from_private_bytes(raw)
@@ -192,15 +200,30 @@ def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
-def _b64decode(text: str, what: str) -> bytes:
-    normalized = text.replace("-", "+").replace("_", "/").rstrip("=")
+def decode_configured_key(text: str, what: str) -> bytes:
+    """The bytes of a signing or public key as an operator pastes it: base64 in either alphabet, padding optional.
+
+    (Lenient on purpose: these keys are configuration, compared as bytes, never fingerprinted.)
+    """
+    normalized = text.strip().replace("-", "+").replace("_", "/").rstrip("=")
     try:
         return base64.b64decode(normalized + "=" * (-len(normalized) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise LicenseError(f"{what} is not base64") from None
+        raise LicenseError(f"the {what} is not base64") from None
 
 
-def _utc(seconds: int) -> str:
+def _canonical_b64decode(text: str, what: str) -> bytes:
+    """The bytes of one part of a license key, which must be spelled exactly as `_b64encode` writes it."""
+    if not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise LicenseError(f"{what} is not base64url without padding")
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64encode(raw) != text:
+        raise LicenseError(f"{what} is not canonical base64url (its last character carries stray bits)")
+    return raw
+
+
+def iso_utc(seconds: int) -> str:
+    """Unix seconds as ISO 8601 in UTC (2026-12-31T00:00:00Z); out of the calendar's range, the number."""
     try:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
     except (OverflowError, OSError, ValueError):

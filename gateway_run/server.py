@@ -1,12 +1,23 @@
 """The gateway process: the asyncio gRPC server on $PORT (plaintext HTTP/2, Cloud Run's h2c), the
 Telemetry Gateway service, health checking and reflection, and an orderly stop on SIGTERM.
 
+Connections are bounded by gRPC's own server options (each checked with grpcio 1.85 against raw
+sockets, tests/gateway/test_connection_limits.py): a connection must finish the HTTP/2 preface
+within TELEMETRY_GATEWAY_HANDSHAKE_TIMEOUT; one without calls is closed after
+TELEMETRY_GATEWAY_CONNECTION_IDLE_TIMEOUT; every connection is told to go away after
+TELEMETRY_GATEWAY_MAX_CONNECTION_AGE and closed ..._GRACE later; one with calls is pinged after
+TELEMETRY_GATEWAY_KEEPALIVE_TIME of silence and closed when the ping is not answered within
+TELEMETRY_GATEWAY_KEEPALIVE_TIMEOUT; a client that pings more often than
+TELEMETRY_GATEWAY_MIN_CLIENT_PING_INTERVAL while no data flows is sent away (GOAWAY
+ENHANCE_YOUR_CALM) at its third such ping.
+
 Stopping, within TELEMETRY_GATEWAY_SHUTDOWN_GRACE of SIGTERM (Cloud Run kills ~10 s after it):
 1. health turns NOT_SERVING, so no new traffic is routed here;
 2. streams stop reading, answer the batches they accepted, and end with UNAVAILABLE; the server
    refuses new calls and cancels whatever is still running when the stream share of the grace ends;
 3. the workers finish their batches (the publisher flushes) in the rest of the grace, and are
-   then ended: anything unanswered by then was not acknowledged and will be sent again.
+   then ended: anything unanswered by then was not acknowledged and will be sent again;
+4. the streams cut short log their line, counting what their finished batches published.
 """
 
 from __future__ import annotations
@@ -18,10 +29,10 @@ import time
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from gateway_run import reflection
 from gateway_run.health import TopicHealth
-from gateway_run.servicer import Servicer
+from gateway_run.servicer import Servicer, hard_receive_limit
 from gateway_run.settings import Settings
 from gateway_run.workers import Workers
 from telemetry_events.rpc import SERVICE_NAME
@@ -30,21 +41,44 @@ logger = logging.getLogger(__name__)
 
 # Of the shutdown grace, what is kept for the workers after the streams' share.
 WORKER_SHARE_SECONDS = 1.5
+# Of the workers' share, what is kept at the end for the log lines of streams cut short.
+SETTLE_SHARE_SECONDS = 0.3
+# Bad pings (more often than the minimum interval while no data flows) tolerated before GOAWAY: gRPC's default.
+MAX_PING_STRIKES = 2
 
 
 class BindError(RuntimeError):
     """The port could not be listened on."""
 
 
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core channel arguments (grpc/impl/channel_arg_names.h) for the limits above."""
+
+    def ms(seconds: float) -> int:
+        return round(seconds * 1000)
+
+    return [
+        # Above the gateway's own limit, which the servicer enforces so that it can log the refusal.
+        ("grpc.max_receive_message_length", hard_receive_limit(settings)),
+        # gRPC sets SO_REUSEPORT by default: a second process on the same port would then
+        # silently share its traffic instead of failing to start.
+        ("grpc.so_reuseport", 0),
+        ("grpc.server_handshake_timeout_ms", ms(settings.handshake_timeout)),
+        ("grpc.max_connection_idle_ms", ms(settings.connection_idle_timeout)),
+        ("grpc.max_connection_age_ms", ms(settings.max_connection_age)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.max_connection_age_grace)),
+        ("grpc.keepalive_time_ms", ms(settings.keepalive_time)),
+        ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout)),
+        # With grpcio 1.85 an unanswered keepalive ping closes the connection only after this
+        # (internal, default one minute) ping timeout, whatever keepalive_timeout_ms says.
+        ("grpc.http2.ping_timeout_ms", ms(settings.keepalive_timeout)),
+        ("grpc.http2.min_ping_interval_without_data_ms", ms(settings.min_client_ping_interval)),
+        ("grpc.http2.max_ping_strikes", MAX_PING_STRIKES),
+    ]
+
+
 def build_server(settings: Settings) -> grpc.aio.Server:
-    return grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", settings.max_receive_bytes),
-            # gRPC sets SO_REUSEPORT by default: a second process on the same port would then
-            # silently share its traffic instead of failing to start.
-            ("grpc.so_reuseport", 0),
-        ]
-    )
+    return grpc.aio.server(options=server_options(settings))
 
 
 def bind(server: grpc.aio.Server, port: int) -> str:
@@ -71,9 +105,10 @@ async def serve(settings: Settings) -> None:
     await topic_health.start()
 
     server = build_server(settings)
-    server.add_generic_rpc_handlers((Servicer(settings, workers, shutting_down).handlers(),))
+    servicer = Servicer(settings, workers, shutting_down)
+    server.add_generic_rpc_handlers((servicer.handlers(),))
     health_pb2_grpc.add_HealthServicer_to_server(topic_health.servicer, server)
-    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    reflection.enable(server, (SERVICE_NAME, health.SERVICE_NAME))
     try:
         address = bind(server, settings.port)
     except BindError:
@@ -91,7 +126,15 @@ async def serve(settings: Settings) -> None:
             "workers": settings.workers,
             "license_public_keys": len(settings.license_public_keys),
             "allow_unlicensed": settings.allow_unlicensed,
-            "service_tokens": len(settings.service_token_sha256),
+            "service_tokens": len(settings.service_tokens),
+            "limits": {
+                "handshake_timeout": settings.handshake_timeout,
+                "connection_idle_timeout": settings.connection_idle_timeout,
+                "max_connection_age": settings.max_connection_age,
+                "metadata_timeout": settings.metadata_timeout,
+                "stream_idle_timeout": settings.stream_idle_timeout,
+                "max_queue_wait": settings.max_queue_wait,
+            },
         },
     )
     health_task = asyncio.create_task(topic_health.run())
@@ -102,5 +145,7 @@ async def serve(settings: Settings) -> None:
     health_task.cancel()
     await topic_health.stop()
     await server.stop(max(settings.shutdown_grace - WORKER_SHARE_SECONDS, 0.5))
-    await workers.stop(settings.shutdown_grace - (time.monotonic() - started))
+    await workers.stop(settings.shutdown_grace - (time.monotonic() - started) - SETTLE_SHARE_SECONDS)
+    # The log lines of streams cut short, now that their batches have finished or been ended.
+    await servicer.settle(settings.shutdown_grace - (time.monotonic() - started))
     logger.info("stopped", extra={"seconds": round(time.monotonic() - started, 3)})

@@ -6,8 +6,6 @@ surfacing later as a confusing failure in the middle of a stream. docs/gateway.m
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import os
 import re
@@ -15,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway_run import licensing
+from gateway_run.sources import service_id_problem
 from telemetry_events import envvars
 from telemetry_events.envvars import SettingError
 from telemetry_events.redaction import ALLOWLIST_VARIABLE, AllowlistEntry, parse_allowlist
@@ -26,6 +26,15 @@ PUBSUB_REQUEST_LIMIT = 10_000_000
 _TOPIC_ID = re.compile(r"^[A-Za-z][A-Za-z0-9\-_.~+%]{2,254}$")
 _TOPIC_PATH = re.compile(r"^projects/(?P<project>[^/]+)/topics/(?P<topic>[^/]+)$")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+TOKEN_FORMAT = "SERVICE_ID=SHA256"
+
+
+@dataclass(frozen=True)
+class ServiceToken:
+    """An accepted managed-service bearer token, by the hex SHA-256 of its text, and the one service ID it may use."""
+
+    sha256: str
+    service_id: str
 
 
 @dataclass(frozen=True)
@@ -40,7 +49,7 @@ class Settings:
     allowlist: tuple[AllowlistEntry, ...] = ()
     license_public_keys: tuple[bytes, ...] = ()
     allow_unlicensed: bool = False
-    service_token_sha256: frozenset[str] = frozenset()
+    service_tokens: tuple[ServiceToken, ...] = ()
     max_receive_bytes: int = 12 * MIB
     publish_concurrency: int = 4
     dev_mode: bool = False
@@ -53,10 +62,25 @@ class Settings:
     max_outstanding_bytes: int = 64 * MIB
     health_interval: float = 10.0
     shutdown_grace: float = 8.0
+    # The edge's limits on connections and streams (docs/gateway.md, "Limits at the edge").
+    handshake_timeout: float = 10.0
+    connection_idle_timeout: float = 60.0
+    max_connection_age: float = 3600.0
+    max_connection_age_grace: float = 600.0
+    keepalive_time: float = 60.0
+    keepalive_timeout: float = 20.0
+    min_client_ping_interval: float = 10.0
+    metadata_timeout: float = 10.0
+    stream_idle_timeout: float = 60.0
+    max_queue_wait: float = 10.0
 
     @property
     def topic_short_name(self) -> str:
         return self.topic.rsplit("/", 1)[-1]
+
+
+# cgroup v2's CPU limit of this container: "<quota> <period>" in microseconds, or "max <period>".
+CPU_MAX_FILE = "/sys/fs/cgroup/cpu.max"
 
 
 def default_workers() -> int:
@@ -67,7 +91,7 @@ def default_workers() -> int:
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
     try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        quota, period = Path(CPU_MAX_FILE).read_text().split()[:2]
         if quota != "max":
             cpus = min(cpus, math.ceil(int(quota) / int(period)))
     except (OSError, ValueError):
@@ -107,7 +131,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         allowlist=parse_allowlist(env.get(ALLOWLIST_VARIABLE, "")),
         license_public_keys=_public_keys(env, "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY"),
         allow_unlicensed=envvars.flag(env, "TELEMETRY_GATEWAY_ALLOW_UNLICENSED", False),
-        service_token_sha256=_token_hashes(env, "TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256"),
+        service_tokens=_service_tokens(env, "TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256"),
         max_receive_bytes=envvars.integer(
             env, "TELEMETRY_GATEWAY_MAX_RECEIVE_BYTES", 12 * MIB, minimum=64 * 1024, maximum=64 * MIB
         ),
@@ -127,6 +151,26 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         health_interval=envvars.seconds(env, "TELEMETRY_GATEWAY_HEALTH_INTERVAL", 10.0, minimum=0.1, maximum=3600.0),
         # Cloud Run sends SIGKILL about 10 s after SIGTERM: the whole stop has to fit well inside.
         shutdown_grace=envvars.seconds(env, "TELEMETRY_GATEWAY_SHUTDOWN_GRACE", 8.0, minimum=1.0, maximum=9.0),
+        handshake_timeout=envvars.seconds(env, "TELEMETRY_GATEWAY_HANDSHAKE_TIMEOUT", 10.0, minimum=1.0, maximum=120.0),
+        connection_idle_timeout=envvars.seconds(
+            env, "TELEMETRY_GATEWAY_CONNECTION_IDLE_TIMEOUT", 60.0, minimum=1.0, maximum=3600.0
+        ),
+        max_connection_age=envvars.seconds(
+            env, "TELEMETRY_GATEWAY_MAX_CONNECTION_AGE", 3600.0, minimum=1.0, maximum=86400.0
+        ),
+        max_connection_age_grace=envvars.seconds(
+            env, "TELEMETRY_GATEWAY_MAX_CONNECTION_AGE_GRACE", 600.0, minimum=1.0, maximum=86400.0
+        ),
+        keepalive_time=envvars.seconds(env, "TELEMETRY_GATEWAY_KEEPALIVE_TIME", 60.0, minimum=1.0, maximum=7200.0),
+        keepalive_timeout=envvars.seconds(env, "TELEMETRY_GATEWAY_KEEPALIVE_TIMEOUT", 20.0, minimum=1.0, maximum=600.0),
+        min_client_ping_interval=envvars.seconds(
+            env, "TELEMETRY_GATEWAY_MIN_CLIENT_PING_INTERVAL", 10.0, minimum=1.0, maximum=3600.0
+        ),
+        metadata_timeout=envvars.seconds(env, "TELEMETRY_GATEWAY_METADATA_TIMEOUT", 10.0, minimum=0.5, maximum=120.0),
+        stream_idle_timeout=envvars.seconds(
+            env, "TELEMETRY_GATEWAY_STREAM_IDLE_TIMEOUT", 60.0, minimum=0.5, maximum=3600.0
+        ),
+        max_queue_wait=envvars.seconds(env, "TELEMETRY_GATEWAY_MAX_QUEUE_WAIT", 10.0, minimum=0.5, maximum=600.0),
     )
 
 
@@ -152,28 +196,42 @@ def _public_keys(env: Mapping[str, str], name: str) -> tuple[bytes, ...]:
     """Comma-separated base64 Ed25519 public keys: more than one lets keys rotate without a gap."""
     keys = []
     for position, item in enumerate(envvars.text(env, name).split(","), start=1):
-        item = item.strip()
-        if not item:
+        if not item.strip():
             continue
         try:
-            # Standard or URL-safe alphabet, padding optional: operators paste keys from either.
-            normalized = item.replace("-", "+").replace("_", "/").rstrip("=")
-            raw = base64.b64decode(normalized + "=" * (-len(normalized) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise SettingError(f"{name}: key {position} is not base64") from None
-        if len(raw) != 32:
-            raise SettingError(f"{name}: key {position} decodes to {len(raw)} bytes, an Ed25519 public key has 32")
-        keys.append(raw)
+            keys.append(licensing.decode_public_key(item))
+        except licensing.LicenseError as error:
+            raise SettingError(f"{name}: key {position}: {error}") from None
     return tuple(keys)
 
 
-def _token_hashes(env: Mapping[str, str], name: str) -> frozenset[str]:
-    hashes = set()
+def _service_tokens(env: Mapping[str, str], name: str) -> tuple[ServiceToken, ...]:
+    """Comma-separated SERVICE_ID=SHA256 entries: each token hash is bound to the one service ID it may name.
+
+    A service ID may have several hashes (a token being rotated); a hash names one service only.
+    """
+    tokens: dict[str, ServiceToken] = {}
     for position, item in enumerate(envvars.text(env, name).split(","), start=1):
-        item = item.strip().lower()
+        item = item.strip()
         if not item:
             continue
-        if not _SHA256_HEX.fullmatch(item):
-            raise SettingError(f"{name}: entry {position} is not a SHA-256 hex digest (64 hex characters)")
-        hashes.add(item)
-    return frozenset(hashes)
+        service_id, separator, digest = (part.strip() for part in item.rpartition("="))
+        if not separator or not service_id:
+            raise SettingError(
+                f"{name}: entry {position} is not {TOKEN_FORMAT}: each token hash is bound to the service ID it "
+                "may send as (the bare-hash format is no longer accepted)"
+            )
+        problem = service_id_problem(service_id)
+        if problem:
+            raise SettingError(f"{name}: entry {position}: {problem}")
+        digest = digest.lower()
+        if not _SHA256_HEX.fullmatch(digest):
+            raise SettingError(f"{name}: entry {position} has no SHA-256 hex digest (64 hex characters) after '='")
+        bound = tokens.get(digest)
+        if bound is not None and bound.service_id != service_id:
+            raise SettingError(
+                f"{name}: entry {position} binds a token hash to {service_id!r} that is already bound to "
+                f"{bound.service_id!r}: one token, one service"
+            )
+        tokens[digest] = ServiceToken(digest, service_id)
+    return tuple(tokens.values())

@@ -571,7 +571,7 @@ variable "gateway_allow_unlicensed" {
 }
 
 variable "gateway_service_token_secret" {
-  description = "Secret Manager secret ID holding TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 (comma-separated hex SHA-256 of managed-service bearer tokens). Null: managed services are refused."
+  description = "Secret Manager secret ID holding TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256 (comma-separated SERVICE_ID=SHA256 entries: the hex SHA-256 of each managed-service bearer token, bound to the service ID it may send as). Null: managed services are refused."
   type        = string
   default     = null
 }

@@ -197,7 +197,10 @@ HELP = {
     ("preview",): ("[--limit LIMIT]", "exactly as the exporter does"),
     ("exported",): ("[--since SINCE] [--limit LIMIT]", "(at most the cleanup retention), most recent first"),
     ("quarantine", "list"): ("[--limit LIMIT]", "rows to show (default 100)"),
-    ("quarantine", "requeue"): ("[--all] [--withheld] [ID ...]", "requeue every row withheld as outside the export scope"),
+    ("quarantine", "requeue"): (
+        "[--all] [--withheld] [ID ...]",
+        "requeue every row withheld as outside the export scope",
+    ),
     ("tail",): ("[--project PROJECT]", "how long to keep trying to reach Pub/Sub before giving up (default 10)"),
     ("export",): ("[--drain] [--max-batches N]", "until the backlog is empty"),
     ("record",): ("[--sample N] [--seed SEED] [file]", "a bad line records nothing"),

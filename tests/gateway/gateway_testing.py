@@ -103,6 +103,7 @@ class PubSub:
 @dataclass(frozen=True)
 class ServiceToken:
     token: str
+    service_id: str = "cody-gateway"  # the one service ID the gateway binds this token to
 
     @property
     def sha256(self) -> str:
@@ -195,6 +196,7 @@ class StreamResult:
     responses: list[pb.RecordEventsResponse] = field(default_factory=list)
     code: grpc.StatusCode = grpc.StatusCode.OK
     details: str = ""
+    error: grpc.RpcError | None = None  # with the trailing metadata, for grpcio-status
 
     @property
     def acknowledged(self) -> list[str]:
@@ -220,6 +222,7 @@ def record_events(
                 result.responses.append(pb.RecordEventsResponse.FromString(raw))
         except grpc.RpcError as error:
             result.code, result.details = error.code(), error.details() or ""
+            result.error = error
     return result
 
 
@@ -256,6 +259,25 @@ class OpenStream:
     def receive(self) -> pb.RecordEventsResponse:
         return pb.RecordEventsResponse.FromString(next(self._responses))
 
+    def cancel(self) -> None:
+        """Cancels the call, as a client that gives up does, without reading anything more."""
+        self._responses.cancel()
+        self._outbox.put(None)
+        self._channel.close()
+
+    def finish_when_ended(self) -> StreamResult:
+        """Sends nothing more, without closing the sending side, and reads until the server ends the stream."""
+        result = StreamResult()
+        try:
+            for raw in self._responses:
+                result.responses.append(pb.RecordEventsResponse.FromString(raw))
+        except grpc.RpcError as error:
+            result.code, result.details = error.code(), error.details() or ""
+            result.error = error
+        self._outbox.put(None)
+        self._channel.close()
+        return result
+
     def finish(self) -> StreamResult:
         """Closes the sending side and reads whatever is left, with the final status."""
         self._outbox.put(None)
@@ -265,6 +287,7 @@ class OpenStream:
                 result.responses.append(pb.RecordEventsResponse.FromString(raw))
         except grpc.RpcError as error:
             result.code, result.details = error.code(), error.details() or ""
+            result.error = error
         self._channel.close()
         return result
 
@@ -289,7 +312,7 @@ def gateway_env(dev_license: DevelopmentLicense, service_token: ServiceToken, **
         "GOOGLE_CLOUD_PROJECT": PROJECT,
         "TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY": dev_license.public_key,
         "TELEMETRY_GATEWAY_ALLOW_UNLICENSED": "true",
-        "TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256": service_token.sha256,
+        "TELEMETRY_GATEWAY_SERVICE_TOKEN_SHA256": f"{service_token.service_id}={service_token.sha256}",
         # Small, so that an oversized event costs the test little.
         "TELEMETRY_GATEWAY_MAX_MESSAGE_BYTES": "20000",
         "TELEMETRY_GATEWAY_MAX_RECEIVE_BYTES": str(4 * 1024 * 1024),

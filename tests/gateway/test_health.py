@@ -9,6 +9,7 @@ import uuid
 import grpc
 import pytest
 from gateway_testing import PROJECT, PubSub, ServiceToken, gateway_env
+from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from localdev.gateway import DevelopmentLicense, start_gateway
@@ -43,6 +44,54 @@ def test_reflection_lists_the_services(gateway) -> None:
         services = {service.name for response in responses for service in response.list_services_response.service}
 
     assert {"telemetrygateway.v1.TelemeteryGatewayService", "grpc.health.v1.Health"} <= services
+
+
+def reflect_v1(address: str, *requests: reflection_pb2.ServerReflectionRequest) -> list:
+    """Asks reflection as a client that knows only `grpc.reflection.v1`: the v1 method path, whose messages
+    are byte for byte the v1alpha ones (the v1 proto changed the package, not the messages)."""
+    with grpc.insecure_channel(address) as channel:
+        call = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        return list(call(iter(requests), timeout=10))
+
+
+def files_of(response: reflection_pb2.ServerReflectionResponse) -> dict[str, descriptor_pb2.FileDescriptorProto]:
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in response.file_descriptor_response.file_descriptor_proto
+    ]
+    return {file.name: file for file in files}
+
+
+def test_reflection_v1_answers_a_client_that_speaks_only_v1(gateway) -> None:
+    listed, gateway_file, reflection_file = reflect_v1(
+        gateway.address,
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="telemetrygateway.v1.TelemeteryGatewayService"),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+    )
+
+    services = {service.name for service in listed.list_services_response.service}
+    assert {
+        "telemetrygateway.v1.TelemeteryGatewayService",
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    } <= services
+    (service,) = files_of(gateway_file)["telemetrygateway/v1/telemetrygateway.proto"].service
+    assert {method.name for method in service.method} == {"RecordEvents", "RecordEvent"}
+    v1 = files_of(reflection_file)["grpc/reflection/v1/reflection.proto"]
+    assert v1.package == "grpc.reflection.v1"
+    (method,) = v1.service[0].method
+    assert (method.name, method.input_type, method.output_type) == (
+        "ServerReflectionInfo",
+        ".grpc.reflection.v1.ServerReflectionRequest",
+        ".grpc.reflection.v1.ServerReflectionResponse",
+    )
+    assert all("v1alpha" not in field.type_name for message in v1.message_type for field in message.field)
 
 
 def test_an_invalid_setting_stops_the_start_with_the_variable_named() -> None:

@@ -58,6 +58,19 @@ def tampered(key: str) -> str:
     return f"{prefix}.{forged}.{signature}"
 
 
+def respelled(key: str) -> str:
+    """The same key with its signature in standard base64, padded: the same bytes, another text."""
+    prefix, claims, signature = key.split(".")
+    raw = base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    return f"{prefix}.{claims}.{base64.b64encode(raw).decode()}"
+
+
+def with_stray_bits(key: str) -> str:
+    """The same key with unused low bits of the signature's last character set: the same bytes, another text."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    return key[:-1] + alphabet[alphabet.index(key[-1]) | 0b1111]
+
+
 def event_batch() -> pb.RecordEventsRequest:
     return events_request([make_event(1)])
 
@@ -109,6 +122,12 @@ VIOLATIONS: dict[str, Violation] = {
         INVALID_ARGUMENT,
         "signature does not verify",
     ),
+    "license key with its signature respelled in standard base64": Violation(
+        lambda kit: [licensed_metadata(respelled(kit.license_key))], INVALID_ARGUMENT, "not base64url without padding"
+    ),
+    "license key with stray bits in its last character": Violation(
+        lambda kit: [licensed_metadata(with_stray_bits(kit.license_key))], INVALID_ARGUMENT, "not canonical base64url"
+    ),
     "expired license key": Violation(
         lambda kit: [licensed_metadata(kit.dev_license.issue(instance_id=INSTANCE_ID, days=-1))],
         INVALID_ARGUMENT,
@@ -149,6 +168,18 @@ VIOLATIONS: dict[str, Violation] = {
     "managed service with an unusable service_id": Violation(
         lambda kit: [managed(service_id="bad id\n" * 50)], INVALID_ARGUMENT, "service_id must be", headers=bearer
     ),
+    "managed service labelling itself as instance traffic": Violation(
+        lambda kit: [managed(service_id="licensed_instance")], INVALID_ARGUMENT, "identifier kind", headers=bearer
+    ),
+    "managed service labelling itself as an identifier kind in other letters": Violation(
+        lambda kit: [managed(service_id="Unlicensed_Instance")], INVALID_ARGUMENT, "identifier kind", headers=bearer
+    ),
+    "managed service naming another service than its token's": Violation(
+        lambda kit: [managed(service_id="another-service")],
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not bound to service_id 'another-service'",
+        headers=bearer,
+    ),
     "message over the receive limit": Violation(
         lambda kit: [licensed_metadata(kit.license_key), events_request([make_event(1, feature="x" * (5 << 20))])],
         grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -167,6 +198,13 @@ VIOLATIONS: dict[str, Violation] = {
         lambda kit: [pb.RecordEventRequest(metadata=managed_metadata())],
         INVALID_ARGUMENT,
         "event is required",
+        headers=bearer,
+        unary=True,
+    ),
+    "RecordEvent naming another service than its token's": Violation(
+        lambda kit: [pb.RecordEventRequest(metadata=managed_metadata("another-service"), event=make_event())],
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not bound to service_id",
         headers=bearer,
         unary=True,
     ),

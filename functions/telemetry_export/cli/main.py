@@ -24,7 +24,6 @@ SUBCOMMAND_MODULES = (
     "telemetry_export.cli.queue",
     "telemetry_export.cli.inspect_queue",
     "telemetry_export.cli.tail",
-    "telemetry_export.cli.license",
 )
 
 
