@@ -39,6 +39,7 @@ STAGE = REPO / "build" / "mutation"
 MUTMUT = Path(sys.executable).with_name("mutmut")
 PACKAGES = {"telemetry_export": "functions/telemetry_export", "telemetry_events": "telemetry_events"}
 PACKAGES["gateway_run"] = "gateway_run"
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"  # the first characters of mutmut's progress lines
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,11 @@ MODULES = {
         ("tests/test_event_rules.py", "tests/test_recording.py", "tests/test_export_scope_rules.py"),
         "telemetry_events.export_mode.xǁExportScopeǁexports__mutmut_1",
     ),
+    "batches": Module(
+        "src/gateway_run/batches.py",
+        ("tests/gateway/test_batches.py",),
+        "gateway_run.batches.x_settle__mutmut_1",
+    ),
     "outgoing": Module(
         "src/telemetry_export/outgoing.py",
         ("tests/exporter/test_schema_only.py", "tests/test_export_scope_rules.py"),
@@ -88,20 +94,18 @@ MODULES = {
 }
 
 
-def stage(name: str, module: Module) -> Path:
-    """A fresh staging tree for `module`, with its mutmut configuration."""
+def stage(name: str, module: Module, checkout: Path) -> Path:
+    """A fresh staging tree for `module`, copied from `checkout`, with its mutmut configuration."""
     root = STAGE / name
     shutil.rmtree(root, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis", ".pytest_cache")
-    for package, source in PACKAGES.items():
-        shutil.copytree(REPO / source, root / "src" / package, ignore=ignore)
+    for package, path in PACKAGES.items():
+        shutil.copytree(checkout / path, root / "src" / package, ignore=ignore)
     for directory in ("tests", "localdev"):
-        shutil.copytree(REPO / directory, root / directory, ignore=ignore)
+        shutil.copytree(checkout / directory, root / directory, ignore=ignore)
     (root / "functions").mkdir()
-    shutil.copy2(REPO / "functions" / "main.py", root / "functions" / "main.py")  # the functions' entry points
-    tests = [test for test in module.tests if (REPO / test).exists()]
-    if not tests:
-        sys.exit(f"mutation: {name}: none of its tests exist: {module.tests}")  # else pytest would run everything
+    shutil.copy2(checkout / "functions" / "main.py", root / "functions" / "main.py")  # the functions' entry points
+    tests = [test for test in module.tests if (checkout / test).exists()]
     config = {
         "source_paths": ["src"],
         "only_mutate": [module.path],
@@ -138,13 +142,17 @@ def score(root: Path, env: dict[str, str]) -> tuple[dict[str, int], list[str]]:
     return stats, survivors
 
 
-def run_module(name: str, module: Module, env: dict[str, str], max_children: int) -> dict[str, object]:
-    root = stage(name, module)
+def run_module(name: str, module: Module, env: dict[str, str], max_children: int, source: Path) -> dict[str, object]:
+    if not any((source / test).exists() for test in module.tests):
+        # Without a selection pytest would run the whole suite, subprocesses and all: say so instead.
+        print(f"mutation: {name}: skipped, none of its tests exist in {source}: {', '.join(module.tests)}")
+        return {"module": name, "skipped": True, "survivors": []}
+    root = stage(name, module, source)
     started = time.monotonic()
     print(f"mutation: {name}: mutating {module.path} against {', '.join(module.tests)}", flush=True)
     output = mutmut(root, "run", "--max-children", str(max_children), env=env, check=False)
     # Without mutmut's progress spinner: one line per change of state is enough to read afterwards.
-    (root / "mutmut-run.log").write_text("\n".join(line for line in output.splitlines() if line[:1] not in "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"))
+    (root / "mutmut-run.log").write_text("\n".join(line for line in output.splitlines() if line[:1] not in SPINNER))
     stats, survivors = score(root, env)
     # The score counts only if the tests really ran the mutated copy: a mutant they must kill was killed.
     known = mutmut(root, "show", module.known_mutant, env=env, check=False)
@@ -170,6 +178,9 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help=f"some of: {', '.join(MODULES)}")
     parser.add_argument("--list", action="store_true", help="list the modules and their tests")
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument(
+        "--source", type=Path, default=REPO, help="the checkout to copy code and tests from (default: this one)"
+    )
     options = parser.parse_args()
     if options.list:
         for name, module in MODULES.items():
@@ -182,7 +193,7 @@ def main() -> int:
     results = []
     try:
         for name in options.modules or list(MODULES):
-            results.append(run_module(name, MODULES[name], env, options.max_children))
+            results.append(run_module(name, MODULES[name], env, options.max_children, options.source.resolve()))
     finally:
         if cluster is not None:
             cluster.destroy()  # type: ignore[attr-defined]
@@ -190,6 +201,9 @@ def main() -> int:
     print("| module | mutants | killed | survived | no tests | timeout | score | seconds |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for result in results:
+        if result.get("skipped"):
+            print(f"| {result['module']} | not run: its tests are missing | | | | | | |")
+            continue
         total = result["total"]
         killed = result["killed"]
         print(
