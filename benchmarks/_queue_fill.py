@@ -12,7 +12,7 @@ def event_tail_bytes() -> bytes:
     event.ClearField("marketing_tracking")
     event.parameters.ClearField("private_metadata")
     event.ClearField("id")
-    return event.SerializeToString()
+    return event.SerializeToString(deterministic=True)  # as recording stores events
 
 
 def fill_queue(conn, rows: int) -> int:

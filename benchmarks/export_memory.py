@@ -1,11 +1,12 @@
-"""Peak memory of one exporter run over a 100,000-row and a 1,000,000-row backlog.
+"""Peak memory (and CPU per event) of one exporter run over a 100,000-row and a 1,000,000-row backlog.
 
 Usage: python -m benchmarks.export_memory [--small 100000] [--large 1000000] [--admin-url URL]
 
 Each run is the real command line (`telemetry-export export`, one run as the function does)
 in its own process, so its peak RSS is its own; the gateway is a scripted gRPC server that
 acknowledges everything. Targets: <= 256 MiB on 1,000,000 rows, and no more than 1.2x the
-peak on 100,000 rows: memory must not grow with the backlog.
+peak on 100,000 rows: memory must not grow with the backlog. The exporter process' CPU (user +
+system, from its rusage) is printed per exported event beside it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from telemetry_export.store.connection import Connections, DatabaseSettings
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 
 
-def peak_rss_mib(url: str, gateway_url: str) -> tuple[float, dict, float]:
+def peak_rss_mib(url: str, gateway_url: str) -> tuple[float, dict, float, float]:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -43,10 +44,10 @@ def peak_rss_mib(url: str, gateway_url: str) -> tuple[float, dict, float]:
     stdout = process.stdout.read().decode() if process.stdout else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"export failed: {process.stderr.read().decode() if process.stderr else ''}")
-    return usage.ru_maxrss / 1024, json.loads(stdout), elapsed
+    return usage.ru_maxrss / 1024, json.loads(stdout), elapsed, usage.ru_utime + usage.ru_stime
 
 
-def measure(admin_url: str | None, rows: int, gateway_url: str) -> tuple[float, dict, float]:
+def measure(admin_url: str | None, rows: int, gateway_url: str) -> tuple[float, dict, float, float]:
     with benchmark_database(admin_url) as url, Connections(DatabaseSettings(url=url)).connection() as conn:
         fill_queue(conn, rows)
         return peak_rss_mib(url, gateway_url)
@@ -63,10 +64,11 @@ def main() -> None:
         results = {rows: measure(args.admin_url, rows, gateway.url) for rows in (args.small, args.large)}
     finally:
         gateway.stop()
-    for rows, (peak, summary, elapsed) in results.items():
+    for rows, (peak, summary, elapsed, cpu) in results.items():
         print(
             f"{rows:>9,} rows: peak RSS {peak:6.1f} MiB, exported {summary['exported']:,} in {elapsed:.1f} s "
-            f"({summary['exported'] / elapsed:,.0f} rows/s), remaining {summary['remaining']}"
+            f"({summary['exported'] / elapsed:,.0f} rows/s, exporter CPU {cpu / max(summary['exported'], 1) * 1e6:.1f} "
+            f"µs/event), remaining {summary['remaining']}"
         )
     small, large = results[args.small][0], results[args.large][0]
     print(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import uuid
 
+# The canonical spelling (lower-case, hyphenated): one regular expression match, no object built.
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_is_canonical = _CANONICAL.fullmatch
 _lock = threading.Lock()
 _last_ms = 0
 _sequence = 0
@@ -37,7 +41,9 @@ def new_event_id() -> str:
 
 
 def is_uuid(value: str) -> bool:
-    """Tells whether `value` is a UUID in canonical or compact form."""
+    """Tells whether `value` is a UUID in any spelling `uuid.UUID` reads (canonical, compact, braces, urn)."""
+    if isinstance(value, str) and _is_canonical(value):
+        return True
     try:
         uuid.UUID(value)
     except (ValueError, AttributeError, TypeError):
@@ -51,6 +57,6 @@ def canonical_uuid(value: str) -> str:
     Raises:
         ValueError: `value` is not a UUID.
     """
-    if len(value) == 36 and value[8] == value[13] == value[18] == value[23] == "-" and value == value.lower():
+    if isinstance(value, str) and _is_canonical(value):
         return value  # already canonical: skip the parse on the hot path
     return str(uuid.UUID(value))

@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import struct_pb2
 
 from telemetry_events import pb
 from telemetry_events.envvars import SettingError
@@ -55,12 +58,43 @@ class RedactionPolicy:
         return event
 
     def redacted_bytes(self, event: pb.Event) -> bytes:
-        """The wire bytes of `event` after redaction; `event` itself is left unchanged."""
-        if not event.HasField("marketing_tracking") and not event.parameters.HasField("private_metadata"):
-            return event.SerializeToString()  # nothing to strip: skip the copy
+        """The wire bytes of `event` after redaction, holding only fields the schema knows.
+
+        Fail-closed: unknown fields at every level (inside Struct values and map entries too)
+        are dropped, and so is a known field sent with the wrong wire type (protobuf keeps it
+        as an unknown field, where `HasField` and so redaction cannot see it). `event` itself
+        is left unchanged. Deterministic (map entries in key order), as the exporter serializes
+        what it sends: a row stored this way is sent as it is, and never rewritten when exported.
+        """
         redacted = pb.Event()
         redacted.CopyFrom(event)
-        return self.redact(redacted).SerializeToString()
+        redacted.DiscardUnknownFields()  # recursive
+        return self.redact(redacted).SerializeToString(deterministic=True)
+
+    def redacted_arguments(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The same rules on an Event's constructor arguments: `pb.Event(**result)` is the redacted event.
+
+        Built from known fields only, it holds nothing redaction did not examine. `arguments`
+        itself is left unchanged.
+        """
+        redacted = dict(arguments)
+        redacted.pop("marketing_tracking", None)
+        parameters = redacted.get("parameters")
+        if parameters is not None and "private_metadata" in parameters:
+            parameters = redacted["parameters"] = dict(parameters)
+            keys = self.allowed_keys(redacted.get("feature", ""), redacted.get("action", ""))
+            if keys:
+                # Built as messages: a dict would go through Struct.update, a Python loop per key.
+                parameters["private_metadata"] = struct_pb2.Struct(
+                    fields={
+                        key: struct_pb2.Value(string_value=value if type(value) is str else NOT_A_STRING)
+                        for key, value in parameters["private_metadata"].items()
+                        if key in keys
+                    }
+                )
+            else:
+                del parameters["private_metadata"]
+        return redacted
 
 
 # Shipped with the product so that the mechanism is always exercised end to end.

@@ -6,8 +6,12 @@ import re
 
 from telemetry_events import pb
 from telemetry_events.ids import is_uuid
+from telemetry_events.nesting import nesting_problem
 
 MAX_NAME_LENGTH = 64
+# A Timestamp's valid range: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z.
+MIN_TIMESTAMP_SECONDS = -62_135_596_800
+MAX_TIMESTAMP_SECONDS = 253_402_300_799
 _NAME_PATTERN = re.compile(r"^[a-z][a-zA-Z-\.]+$")
 
 
@@ -31,6 +35,15 @@ def name_problem(field: str, value: str) -> str | None:
     return None
 
 
+def timestamp_problem(seconds: int, nanos: int) -> str | None:
+    """What is wrong with a Timestamp's fields, or None when it is in the range protobuf defines."""
+    if not MIN_TIMESTAMP_SECONDS <= seconds <= MAX_TIMESTAMP_SECONDS:
+        return f"timestamp seconds {seconds} is outside years 0001 to 9999"
+    if not 0 <= nanos <= 999_999_999:
+        return f"timestamp nanos {nanos} is outside 0 to 999,999,999"
+    return None
+
+
 def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
     """Lists every rule `event` breaks, in field order; empty when it is valid.
 
@@ -46,6 +59,23 @@ def event_problems(event: pb.Event, id_checked: bool = False) -> list[str]:
         problems.append("timestamp is required")
     for field in ("feature", "action"):
         problem = name_problem(field, getattr(event, field))
+        if problem:
+            problems.append(problem)
+    problem = nesting_problem(event)
+    if problem:
+        problems.append(problem)
+    return problems
+
+
+def recording_problems(event: pb.Event) -> list[str]:
+    """The rules an event must meet to be recorded: every event rule, and a timestamp Postgres stores exactly.
+
+    The wire accepts any Timestamp; recording stores it as timestamptz and protojson writes it, both
+    only for years 0001 to 9999 with nanos from 0 to 999,999,999.
+    """
+    problems = event_problems(event)
+    if event.HasField("timestamp"):
+        problem = timestamp_problem(event.timestamp.seconds, event.timestamp.nanos)
         if problem:
             problems.append(problem)
     return problems

@@ -10,6 +10,11 @@ import sys
 import pytest
 
 from telemetry_events import pb
+from telemetry_events.export_mode import ExportScope
+from telemetry_events.protojson import message_to_json
+from telemetry_events.redaction import policy_from
+from telemetry_export.recording import record_events
+from telemetry_export.sample_events import sample_events
 
 
 def _count(conn, table: str) -> int:
@@ -116,3 +121,103 @@ def test_the_console_script_is_installed_and_documents_itself():
     result = subprocess.run([executable, "record", "--help"], capture_output=True, text=True)
     assert result.returncode == 0
     assert "--sample N" in result.stdout and "JSON Lines" in result.stdout
+
+
+def test_a_line_nested_deeper_than_the_gateway_decodes_is_refused_naming_its_line(cli, conn, tmp_path):
+    nested: dict = {"leaf": "x"}
+    for _ in range(32):
+        nested = {"deeper": nested}
+    path = tmp_path / "events.jsonl"
+    good = '{"feature": "search", "action": "submit"}'
+    deep = json.dumps({"feature": "search", "action": "submit", "parameters": {"privateMetadata": nested}})
+    path.write_text(f"{good}\n{deep}\n")
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {path}:2: parameters.private_metadata nests more than 97")
+    assert _count(conn, "event_logs") == 0
+
+
+EXACT_TIMESTAMPS = [
+    "0001-01-01T00:00:00Z",
+    "0012-03-04T05:06:07.123456Z",
+    "0070-01-01T00:00:00Z",
+    "0099-12-31T23:59:59.5Z",
+    "1969-12-31T23:59:59.999999Z",
+    "9999-12-31T23:59:59.999999Z",
+]
+
+
+def test_timestamps_of_every_year_are_stored_exactly(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"feature": "search", "action": "submit", "timestamp": stamp}) + "\n"
+            for stamp in EXACT_TIMESTAMPS
+        )
+    )
+    status, out, err = cli("record", str(path))
+    assert (status, err) == (0, "")
+    cursor = conn.cursor()
+    for table in ("event_logs", "telemetry_events_export_queue"):
+        cursor.execute(
+            f"SELECT to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') FROM {table} ORDER BY 1"  # noqa: S608
+        )
+        stored = [row[0] for row in cursor.fetchall()]
+        expected = [f"{stamp[:19]}.{(stamp[20:-1] + '000000')[:6]}" for stamp in EXACT_TIMESTAMPS]
+        assert stored == sorted(expected), table
+
+
+def test_a_timestamp_beyond_year_9999_is_refused_naming_its_line(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(
+        '{"feature": "search", "action": "submit"}\n'
+        '{"feature": "search", "action": "submit", "timestamp": "10000-01-01T00:00:00Z"}\n'
+    )
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {path}:2: not an Event")
+    assert _count(conn, "event_logs") == 0
+
+
+def test_invalid_utf8_is_reported_with_its_line(cli, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    bad = b'{"feature": "search", "action": "submit", "parameters": {"privateMetadata": {"q": "\xff\xfe"}}}'
+    path.write_bytes(b'{"feature": "search", "action": "submit"}\n' + bad + b"\n")
+    status, out, err = cli("record", str(path))
+    assert status == 2 and out == ""
+    at = bad.index(b"\xff") + 1
+    assert err.startswith(f"telemetry-export: error: {path}:2: not UTF-8: invalid start byte at byte {at} of the line")
+    assert err.rstrip().endswith("nothing was recorded")
+    assert _count(conn, "event_logs") == 0
+
+
+def _tables_as_text(conn) -> tuple[list, list]:
+    cursor = conn.cursor()
+    cursor.execute(
+        "SELECT event_id::text, timestamp::text, name, url, user_id, anonymous_user_id, source, argument::text,"
+        " public_argument::text, version, feature_flags::text, cohort_id, first_source_url, last_source_url,"
+        " referrer, device_session_id, billing_product_category, client FROM event_logs ORDER BY event_id"
+    )
+    logs = [tuple(row) for row in cursor.fetchall()]
+    cursor.execute("SELECT id::text, timestamp::text, payload_pb FROM telemetry_events_export_queue ORDER BY id")
+    queue = [(i, t, pb.Event.FromString(p)) for i, t, p in cursor.fetchall()]
+    cursor.execute("TRUNCATE event_logs, telemetry_events_export_queue")
+    conn.commit()
+    return logs, queue
+
+
+def test_a_file_and_the_python_api_record_the_same_rows(cli, conn, tmp_path):
+    events = list(sample_events(300, seed=12))
+    events[5].source.client.name = "tab\there, newline\nand NUL\x00"
+    events[6].parameters.private_metadata.update({"nested": {"list": [1, "two", None, True]}, "k\x00": "v"})
+    events[7].id = events[7].id.upper()  # recorded under its canonical spelling either way
+    events[8].parameters.metadata["nan"] = float("nan")  # protojson writes "NaN": this line takes json_format
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(message_to_json(event) + "\n" for event in events))
+    status, out, err = cli("record", str(path))
+    assert (status, err) == (0, "")
+    from_file = _tables_as_text(conn)
+    record_events(conn, events, policy_from(), ExportScope())
+    from_api = _tables_as_text(conn)
+    assert len(from_file[0]) == 300 and len(from_file[1]) == 300
+    assert from_file == from_api

@@ -212,3 +212,78 @@ def test_concurrent_writers_of_the_same_ids_record_each_once(connections):
     assert sum(len(r.duplicate_ids) for r in results) == 3_000
     with connections.connection() as conn:
         assert _rows(conn, "SELECT count(*) FROM telemetry_events_export_queue") == [[3_000]]
+
+
+def _nested_private_metadata(event: pb.Event, levels: int) -> pb.Event:
+    struct = event.parameters.private_metadata
+    for _ in range(levels):
+        struct = struct.fields["deeper"].struct_value
+    struct.fields["leaf"].string_value = "x"
+    return event
+
+
+def test_an_event_the_gateway_could_not_decode_fails_the_batch_naming_the_nesting(conn):
+    # 32 Struct levels decode as a bare Event, but not two levels deeper, inside RecordEventsRequest.
+    events = list(sample_events(12, seed=5))
+    _nested_private_metadata(events[9], 32)
+    pb.Event.FromString(events[9].SerializeToString())
+    with pytest.raises(InvalidEventError, match="event 10: parameters.private_metadata nests more than 97 message"):
+        record_events(conn, events, POLICY, ALL, chunk_size=4)
+    assert _rows(conn, "SELECT count(*) FROM event_logs") == [[0]]
+    assert _rows(conn, "SELECT count(*) FROM telemetry_events_export_queue") == [[0]]
+
+
+def test_the_deepest_decodable_event_is_recorded_whole_in_the_local_view(conn):
+    event = _nested_private_metadata(next(sample_events(1)), 31)
+    result = record_events(conn, [event], policy_from_env({"TELEMETRY_ALLOWLIST": "search::*::deeper"}), ALL)
+    assert result.recorded == 1
+    [[argument]] = _rows(conn, "SELECT argument FROM event_logs")
+    depth = 0
+    while "deeper" in argument:
+        argument, depth = argument["deeper"], depth + 1
+    assert depth == 31 and argument == {"leaf": "x"}
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "message"),
+    [
+        (0, -1, "timestamp nanos -1 is outside 0 to 999,999,999"),
+        (0, 1_000_000_000, "timestamp nanos 1000000000 is outside 0 to 999,999,999"),
+        (253_402_300_800, 0, "timestamp seconds 253402300800 is outside years 0001 to 9999"),
+        (-62_135_596_801, 0, "timestamp seconds -62135596801 is outside years 0001 to 9999"),
+    ],
+)
+def test_out_of_range_timestamps_are_invalid_events_not_driver_errors(conn, seconds, nanos, message):
+    events = list(sample_events(3, seed=2))
+    events[1].timestamp.seconds, events[1].timestamp.nanos = seconds, nanos
+    with pytest.raises(InvalidEventError) as raised:
+        record_events(conn, events, POLICY, ALL)
+    assert str(raised.value) == f"event 2: {message}"
+    assert _rows(conn, "SELECT count(*) FROM event_logs") == [[0]]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos", "stored"),
+    [
+        (-62_135_596_800, 0, "0001-01-01 00:00:00.000000"),
+        (-61_788_697_200 + 123, 456_789, "0011-12-30 01:02:03.000456"),
+        (253_402_300_799, 999_999_999, "9999-12-31 23:59:59.999999"),
+    ],
+)
+def test_the_first_and_last_years_are_stored_as_they_are(conn, seconds, nanos, stored):
+    event = next(sample_events(1))
+    event.timestamp.seconds, event.timestamp.nanos = seconds, nanos
+    record_events(conn, [event], POLICY, ALL)
+    text = "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+    assert _rows(conn, f"SELECT {text} FROM event_logs") == [[stored]]  # noqa: S608
+    assert _rows(conn, f"SELECT {text} FROM telemetry_events_export_queue") == [[stored]]  # noqa: S608
+
+
+def test_an_id_repeated_chunks_apart_is_reported_once_as_a_duplicate(conn):
+    events = list(sample_events(10, seed=8))
+    again = pb.Event()
+    again.CopyFrom(events[1])
+    again.id = events[1].id.upper()
+    result = record_events(conn, events + [again], POLICY, ALL, chunk_size=3)
+    assert (result.recorded, result.queued, result.duplicate_ids) == (10, 10, [events[1].id])
+    assert _rows(conn, "SELECT count(*) FROM event_logs") == [[10]]

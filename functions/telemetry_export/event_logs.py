@@ -1,142 +1,228 @@
 """The best-effort translation of a telemetry event into an `event_logs` row, for local analytics.
 
-It sees the event before redaction: everything here stays on the instance.
+It sees the event before redaction: everything here stays on the instance. An event arrives
+either as an `Event` (the Python API) or as the constructor arguments of one (a JSONL file,
+see telemetry_export.protojson_reader); both give the same row, column for column, and each
+reads only the fields the row needs: on the recording hot path every read of a protobuf field
+costs a crossing into C. The row leaves as one line of COPY text.
+
+Rules of the row: name `feature.action`; `public_argument` the numeric metadata (legacy and
+current) plus the `telemetry.exportable` marker; `argument` the private metadata; source
+`BACKEND` unless a client names itself; anonymous user `unknown` when there is none. Postgres
+text and jsonb hold no NUL, and jsonb no NaN or infinity: NUL becomes U+FFFD and a non-finite
+number null, in this copy only.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import time
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
+import orjson
 from google.protobuf import struct_pb2
 
 from telemetry_events import pb
+from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, NestedTooDeep
+from telemetry_export.store.recording import event_log_line
 
 BACKEND_SOURCE = "BACKEND"
 UNKNOWN_ANONYMOUS_USER = "unknown"
 # Marks in public_argument whether the event was queued for export.
 EXPORTABLE_MARKER = "telemetry.exportable"
 
-
-class EventLogRow(NamedTuple):
-    """A tuple rather than a dataclass: one is built per recorded event, on the hot path."""
-
-    event_id: str
-    exportable: bool
-    name: str
-    url: str
-    user_id: int
-    anonymous_user_id: str
-    source: str
-    argument_json: str | None
-    public_argument_json: str
-    version: str
-    timestamp: str  # as Postgres reads it, UTC
-    feature_flags_json: str | None
-    cohort_id: str | None
-    first_source_url: str | None
-    last_source_url: str | None
-    referrer: str | None
-    device_session_id: str | None
-    billing_product_category: str | None
-    client: str | None
+_NUL = "\x00"
+_ESCAPED_NUL = b"\\u0000"
+_REPLACEMENT = "\ufffd"
 
 
-def event_log_row(event: pb.Event, exportable: bool) -> EventLogRow:
+def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -> str:
+    """The event_logs COPY line of an Event (`event_id` canonical, `timestamp` as postgres_timestamp gives it).
+
+    Raises:
+        NestedTooDeep: private metadata nests deeper than the gateway could decode.
+    """
     parameters = event.parameters
-    # dict() first: iterating a protobuf map directly goes through slow Python mixins.
-    public: dict[str, Any] = {_storable(key): float(value) for key, value in dict(parameters.legacy_metadata).items()}
-    public.update((_storable(key), _json_number(value)) for key, value in dict(parameters.metadata).items())
+    public = {}
+    legacy = parameters.legacy_metadata
+    if legacy:
+        for key in legacy:
+            public[key] = float(legacy[key])
+    metadata = parameters.metadata
+    if metadata:
+        # Maps are read key by key: dict(map) goes through a Python keys() view, about twice the cost.
+        public.update({key: metadata[key] for key in metadata})
     public[EXPORTABLE_MARKER] = exportable
-    has_client = event.source.HasField("client")
+    argument = (
+        _dumps(_struct(parameters.private_metadata, MAX_PRIVATE_METADATA_DEPTH))
+        if parameters.HasField("private_metadata")
+        else None
+    )
+    if event.HasField("feature_flags"):
+        flag_map = event.feature_flags.flags
+        flags = _dumps({key: flag_map[key] for key in flag_map})
+    else:
+        flags = None
     user = event.user
-    tracking = event.marketing_tracking if event.HasField("marketing_tracking") else None
-    billing = parameters.billing_metadata if parameters.HasField("billing_metadata") else None
-    return EventLogRow(
-        event_id=event.id,
-        exportable=exportable,
-        name=f"{event.feature}.{event.action}",
-        url=_storable(tracking.url) if tracking is not None else "",
-        user_id=user.user_id if user.HasField("user_id") else 0,
-        anonymous_user_id=(
-            _storable(user.anonymous_user_id) if user.HasField("anonymous_user_id") else UNKNOWN_ANONYMOUS_USER
-        ),
-        source=_storable(event.source.client.name) if has_client and event.source.client.name else BACKEND_SOURCE,
-        argument_json=(
-            json.dumps(struct_to_python(parameters.private_metadata))
-            if parameters.HasField("private_metadata")
-            else None
-        ),
-        public_argument_json=json.dumps(public),
-        version=_storable(event.source.server.version),
-        timestamp=postgres_timestamp(event.timestamp.seconds, event.timestamp.nanos),
-        feature_flags_json=(
-            json.dumps({_storable(k): _storable(v) for k, v in dict(event.feature_flags.flags).items()})
-            if event.HasField("feature_flags")
-            else None
-        ),
-        cohort_id=_optional(tracking, "cohort_id"),
-        first_source_url=_optional(tracking, "first_source_url"),
-        last_source_url=_optional(tracking, "last_source_url"),
-        referrer=_optional(tracking, "referrer"),
-        device_session_id=_optional(tracking, "device_session_id"),
-        billing_product_category=_storable(f"{billing.product}:{billing.category}") if billing is not None else None,
-        client=_client_label(event.source.client) if has_client else None,
+    source = event.source
+    if source.HasField("client"):
+        client = source.client
+        client_name = client.name
+        client_label = f"{client_name} {client.version}" if client.HasField("version") else client_name
+    else:
+        client_name, client_label = "", None
+    if event.HasField("marketing_tracking"):
+        tracking = event.marketing_tracking
+        has = tracking.HasField
+        url = tracking.url
+        cohort_id = tracking.cohort_id if has("cohort_id") else None
+        first_source_url = tracking.first_source_url if has("first_source_url") else None
+        last_source_url = tracking.last_source_url if has("last_source_url") else None
+        referrer = tracking.referrer if has("referrer") else None
+        device_session_id = tracking.device_session_id if has("device_session_id") else None
+    else:
+        url = ""
+        cohort_id = first_source_url = last_source_url = referrer = device_session_id = None
+    billing = (
+        f"{parameters.billing_metadata.product}:{parameters.billing_metadata.category}"
+        if parameters.HasField("billing_metadata")
+        else None
+    )
+    return event_log_line(
+        event_id,
+        timestamp,
+        f"{event.feature}.{event.action}",
+        url,
+        user.user_id,
+        user.anonymous_user_id if user.HasField("anonymous_user_id") else UNKNOWN_ANONYMOUS_USER,
+        client_name or BACKEND_SOURCE,
+        argument,
+        _dumps(public),
+        source.server.version,
+        flags,
+        cohort_id,
+        first_source_url,
+        last_source_url,
+        referrer,
+        device_session_id,
+        billing,
+        client_label,
     )
 
 
-def struct_to_python(struct: struct_pb2.Struct) -> dict[str, Any]:
-    """Struct to plain Python values: several times faster than json_format.MessageToDict."""
-    return {_storable(key): _value_to_python(value) for key, value in dict(struct.fields).items()}
+def log_line_from_arguments(arguments: dict[str, Any], event_id: str, timestamp: str, exportable: bool) -> str:
+    """The same line from an Event's constructor arguments (as protojson_reader gives them)."""
+    parameters = arguments.get("parameters", _EMPTY)
+    public = {}
+    legacy = parameters.get("legacy_metadata")
+    if legacy:
+        for key, value in legacy.items():
+            public[key] = float(value)
+    metadata = parameters.get("metadata")
+    if metadata:
+        public.update(metadata)
+    public[EXPORTABLE_MARKER] = exportable
+    private = parameters.get("private_metadata")
+    flags = arguments.get("feature_flags")
+    user = arguments.get("user", _EMPTY)
+    source = arguments.get("source", _EMPTY)
+    client = source.get("client")
+    if client is not None:
+        client_name = client.get("name", "")
+        client_label = f"{client_name} {client['version']}" if "version" in client else client_name
+    else:
+        client_name, client_label = "", None
+    tracking = arguments.get("marketing_tracking", _EMPTY)
+    billing = parameters.get("billing_metadata")
+    anonymous = user.get("anonymous_user_id")
+    return event_log_line(
+        event_id,
+        timestamp,
+        f"{arguments.get('feature', '')}.{arguments.get('action', '')}",
+        tracking.get("url", ""),
+        user.get("user_id", 0),
+        UNKNOWN_ANONYMOUS_USER if anonymous is None else anonymous,
+        client_name or BACKEND_SOURCE,
+        None if private is None else _dumps(private),  # already plain values, finite, checked for depth
+        _dumps(public),
+        source.get("server", _EMPTY).get("version", ""),
+        None if flags is None else _dumps(flags.get("flags", _EMPTY)),
+        tracking.get("cohort_id"),
+        tracking.get("first_source_url"),
+        tracking.get("last_source_url"),
+        tracking.get("referrer"),
+        tracking.get("device_session_id"),
+        None if billing is None else f"{billing.get('product', '')}:{billing.get('category', '')}",
+        client_label,
+    )
 
 
-def _storable(text: str) -> str:
-    # Postgres text and jsonb cannot hold NUL; this copy is best-effort, so it is replaced.
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+_EMPTY: dict[str, Any] = {}
 
 
-def _value_to_python(value: struct_pb2.Value) -> Any:
-    fields = value.ListFields()  # one call yields both the kind and the value
-    if not fields:
-        return None
-    descriptor, content = fields[0]
-    kind = descriptor.name
+def _dumps(value: Any) -> str:
+    """Compact JSON for jsonb: NaN and infinities as null (orjson's own rule), NUL as U+FFFD."""
+    text = orjson.dumps(value)
+    if _ESCAPED_NUL in text and _has_nul(value):
+        text = orjson.dumps(_without_nul(value))
+    return text.decode()
+
+
+def _has_nul(value: Any) -> bool:
+    # `\u0000` in the text may also be a string holding a backslash and "u0000": look at the values.
+    if type(value) is str:
+        return _NUL in value
+    if type(value) is dict:
+        return any(_NUL in key or _has_nul(item) for key, item in value.items())
+    if type(value) is list:
+        return any(_has_nul(item) for item in value)
+    return False
+
+
+def _without_nul(value: Any) -> Any:
+    if type(value) is str:
+        return value.replace(_NUL, _REPLACEMENT)
+    if type(value) is dict:
+        return {key.replace(_NUL, _REPLACEMENT): _without_nul(item) for key, item in value.items()}
+    if type(value) is list:
+        return [_without_nul(item) for item in value]
+    return value
+
+
+def _struct(struct: struct_pb2.Struct, budget: int) -> dict[str, Any]:
+    """A Struct as plain values, no deeper than `budget` message levels (the nesting rule, checked on the way)."""
+    if budget < 1:
+        raise NestedTooDeep
+    fields = struct.fields  # keys and lookups, both in C: .items() is a Python generator over the map
+    return {key: _value(fields[key], budget - 2) for key in fields}
+
+
+def _value(value: struct_pb2.Value, budget: int) -> Any:
+    if budget < 1:
+        raise NestedTooDeep
+    kind = value.WhichOneof("kind")
     if kind == "string_value":
-        return _storable(content)
+        return value.string_value
     if kind == "number_value":
-        return _json_number(content)
+        return value.number_value  # orjson writes NaN and infinities as null
     if kind == "bool_value":
-        return content
+        return value.bool_value
     if kind == "struct_value":
-        return struct_to_python(content)
+        return _struct(value.struct_value, budget - 1)
     if kind == "list_value":
-        return [_value_to_python(item) for item in content.values]
+        if budget < 2:
+            raise NestedTooDeep
+        return [_value(item, budget - 2) for item in value.list_value.values]
     return None
 
 
 @lru_cache(maxsize=4096)
 def _second(seconds: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds))
+    # The year always in four digits: Postgres reads a year of 1 to 99 as 2001..2069 or 1970..1999.
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
 
 
 def postgres_timestamp(seconds: int, nanos: int) -> str:
-    """A protobuf Timestamp as Postgres timestamptz text; events of one batch mostly share seconds."""
+    """A valid protobuf Timestamp as Postgres timestamptz text; events of one batch mostly share seconds."""
     return f"{_second(seconds)}.{nanos // 1000:06d}+00"
-
-
-def _json_number(number: float) -> float | None:
-    # jsonb has no NaN or infinity.
-    return number if math.isfinite(number) else None
-
-
-def _optional(message: Any, field: str) -> str | None:
-    if message is None or not message.HasField(field):
-        return None
-    return _storable(str(getattr(message, field)))
-
-
-def _client_label(client: pb.EventSource.Client) -> str:
-    return _storable(f"{client.name} {client.version}" if client.HasField("version") else client.name)

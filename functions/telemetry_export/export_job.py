@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from telemetry_export.exporter import ExportReport, run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 from telemetry_export.identity_check import check_identity
 from telemetry_export.outcome import BadRequest, JobOutcome
 from telemetry_export.settings import Settings
 from telemetry_export.store.connection import Connections
+
+if TYPE_CHECKING:
+    from telemetry_export.exporter import ExportReport
 
 
 def export_once(
@@ -20,6 +22,10 @@ def export_once(
     on_progress: Callable[[ExportReport], None] | None = None,
 ) -> ExportReport:
     """One export run; raises SettingError (naming the variable) before connecting when the settings cannot work."""
+    # Imported here: the exporter needs grpc, and the cleanup and metrics functions, which share
+    # main.py with the export function, never do: their cold start does not pay for it.
+    from telemetry_export.exporter import run_export
+
     target = parse_gateway_addr(settings.exporter.gateway_addr, allow_insecure=settings.exporter.allow_insecure)
     check_identity(settings.exporter.identity)
     with connections.connection() as conn:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import grpc
-
 from telemetry_events.envvars import SettingError
+
+if TYPE_CHECKING:
+    import grpc
 
 # Generous limits: the exporter's own messages are bounded by TELEMETRY_EXPORT_MAX_MESSAGE_BYTES.
 _CHANNEL_OPTIONS = [
@@ -87,6 +88,10 @@ def open_channel(
         credentials: google.auth credentials minting ID tokens; built from the environment when None.
         root_certificates: trusted roots for TLS; the system's when None.
     """
+    # Imported here: settings check TELEMETRY_GATEWAY_ADDR with this module in every command and
+    # function, and only an export run needs grpc.
+    import grpc
+
     options = _CHANNEL_OPTIONS + (extra_options or [])
     if not target.tls:
         return grpc.insecure_channel(target.host_port, options=options)

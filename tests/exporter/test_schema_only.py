@@ -7,9 +7,14 @@ have stored them, and exported to a gateway that keeps every request's bytes as 
 from __future__ import annotations
 
 import pytest
+from google.protobuf import json_format
 
 from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events import pb
+from telemetry_events.export_mode import ExportScope
+from telemetry_events.redaction import policy_from
+from telemetry_export.event_files import read_event_rows
+from telemetry_export.recording import record_events, record_rows
 from telemetry_export.sample_events import sample_events
 
 from .conftest import queue_states
@@ -134,3 +139,29 @@ def test_rows_with_nothing_to_drop_are_sent_and_kept_byte_for_byte(conn, capturi
     # And the bytes on the wire are the stored bytes themselves, not a re-encoding of them.
     wire = b"".join(capturing.raw_requests)
     assert all(stored in wire for stored in before.values())
+
+
+@pytest.mark.parametrize("path", ["events", "jsonl"])
+def test_rows_as_recording_writes_them_are_sent_as_stored_and_never_rewritten(conn, capturing, path):
+    events = list(sample_events(200, seed=62))
+    for n, event in enumerate(events):
+        # Maps of many entries, in an order a serializer may choose: the case that can go wrong.
+        event.parameters.metadata.update({f"{key}-{n % 7}": float(key) for key in range(12, 0, -1)})
+        event.feature_flags.flags.update({f"flag-{key}": "on" for key in "zyxwvu"})
+    if path == "events":  # the Python API
+        record_events(conn, events, policy_from(), ExportScope())
+    else:  # `telemetry-export record FILE.jsonl`, whose lines take their own fast path
+        lines = [json_format.MessageToJson(event, indent=None).encode() + b"\n" for event in events]
+        record_rows(conn, read_event_rows(lines, "events.jsonl", policy_from(), ExportScope()))
+    cursor = conn.cursor()
+    cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
+    before = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
+    conn.commit()
+    report = _export(conn, capturing.url)
+    assert report.exported == 200
+    cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
+    after = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
+    conn.commit()
+    assert after == before
+    wire = b"".join(capturing.raw_requests)
+    assert all(stored in wire for stored in before.values())  # the stored bytes themselves went out

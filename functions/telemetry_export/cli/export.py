@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
 from telemetry_export.cli.context import CommandFailed, Progress, settings
-from telemetry_export.export_job import export_once
-from telemetry_export.exporter import ExportReport
 from telemetry_export.store.connection import Connections, DatabaseError, InterfaceError
+
+if TYPE_CHECKING:
+    from telemetry_export.exporter import ExportReport
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: a run needs grpc, registering the parser (and `--help`) does not.
+    from telemetry_export.export_job import export_once
+    from telemetry_export.exporter import ExportReport
+
     config = settings()
     if args.max_batches is not None and args.max_batches < 1:
         raise CommandFailed("--max-batches must be at least 1")

@@ -25,16 +25,33 @@ SUBCOMMAND_MODULES = (
     "telemetry_export.cli.inspect_queue",
     "telemetry_export.cli.tail",
 )
+# The module that registers each command: a run imports that one only (tests/test_cli_imports.py
+# checks this table against what the modules register). Anything else, `--help` say, imports them all.
+COMMAND_MODULES = {
+    "db": "telemetry_export.cli.db",
+    "record": "telemetry_export.cli.record",
+    "export": "telemetry_export.cli.export",
+    "cleanup": "telemetry_export.cli.jobs",
+    "metrics": "telemetry_export.cli.jobs",
+    "queue": "telemetry_export.cli.queue",
+    "preview": "telemetry_export.cli.inspect_queue",
+    "exported": "telemetry_export.cli.inspect_queue",
+    "quarantine": "telemetry_export.cli.inspect_queue",
+    "tail": "telemetry_export.cli.tail",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; given `argv`, with only the parsers of the command it names when that is known."""
     parser = argparse.ArgumentParser(
         prog="telemetry-export",
         description="Record, export, inspect and clean up product telemetry events.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in SUBCOMMAND_MODULES:
+    command = next((arg for arg in argv or () if not arg.startswith("-")), None)
+    names = (COMMAND_MODULES[command],) if command in COMMAND_MODULES else SUBCOMMAND_MODULES
+    for name in names:
         importlib.import_module(name).register(subparsers)
     return parser
 
@@ -47,7 +64,8 @@ def _installed_version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Iterable
 from contextlib import ExitStack
 
-from telemetry_events import pb
 from telemetry_events.validation import InvalidEventError
 from telemetry_export.cli.context import CommandFailed, Progress, database, positive_int, settings
-from telemetry_export.event_files import EventFileError, read_event_lines
-from telemetry_export.recording import RecordResult, record_events
+from telemetry_export.event_files import EventFileError, read_event_rows
+from telemetry_export.recording import RecordResult, event_rows, record_rows
 from telemetry_export.sample_events import sample_events
+from telemetry_export.store.recording import RecordedRow
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -32,32 +33,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # What is loaded so far outlives the command: keep the collector from rescanning it while
+    # each event's short-lived objects come and go (about 3% of recording's instructions).
+    gc.freeze()
+    try:
+        return _record(args)
+    finally:
+        gc.unfreeze()
+
+
+def _record(args: argparse.Namespace) -> int:
     config = settings()
+    policy, scope = config.redaction, config.export_scope
     with ExitStack() as stack:
-        events: Iterable[pb.Event]
+        rows: Iterable[RecordedRow]
         if args.sample:
-            events = sample_events(args.sample, seed=args.seed)
+            rows = event_rows(sample_events(args.sample, seed=args.seed), policy, scope)
             progress = Progress("recording", args.sample)
         elif args.file == "-":
-            events = read_event_lines(sys.stdin, "<stdin>")
+            rows = read_event_rows(getattr(sys.stdin, "buffer", sys.stdin), "<stdin>", policy, scope)
             progress = Progress("recording")
         else:
             try:
-                handle = stack.enter_context(open(args.file, encoding="utf-8"))
+                handle = stack.enter_context(open(args.file, "rb"))
             except OSError as error:
                 raise CommandFailed(f"cannot read {args.file}: {error.strerror}") from None
-            events = read_event_lines(handle, args.file)
+            rows = read_event_rows(handle, args.file, policy, scope)
             progress = Progress("recording")
         conn = stack.enter_context(database())
         try:
-            result = record_events(
-                conn,
-                events,
-                config.redaction,
-                config.export_scope,
-                on_chunk=lambda partial: progress.update(partial.recorded + len(partial.duplicate_ids)),
+            result = record_rows(
+                conn, rows, on_chunk=lambda partial: progress.update(partial.recorded + len(partial.duplicate_ids))
             )
-        except (EventFileError, InvalidEventError, UnicodeDecodeError) as error:
+        except (EventFileError, InvalidEventError) as error:
             progress.finish()
             raise CommandFailed(f"{error}; nothing was recorded") from None
         progress.finish()

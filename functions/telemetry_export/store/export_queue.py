@@ -6,9 +6,12 @@ while the exporter talks to the gateway.
 
 from __future__ import annotations
 
+import io
+import struct
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
+from telemetry_export.store.binary_copy import BinaryCopyError, row_data
 from telemetry_export.store.connection import Cursor, uuid_array
 
 
@@ -18,34 +21,78 @@ class ClaimedRow(NamedTuple):
     attempts: int
 
 
+# COPY sends the payloads' own bytes (see binary_copy): in the text form pg8000 asks for, bytea
+# arrives as hex and decoding it was most of the exporter's cost per claimed row
+# (benchmarks/claim_cost.py). COPY takes no bind parameters, so the claim's travel as settings
+# local to the claim's transaction (set_config(..., true)), as values, never as SQL. The planner
+# reads the LIMIT from the setting when it plans, so the claim still walks the exportable index.
+_CLAIM_PARAMETERS = """
+SELECT set_config('telemetry_export.claim_skip', %s, true), set_config('telemetry_export.claim_limit', %s, true),
+    set_config('telemetry_export.claim_lease_seconds', %s, true), set_config('telemetry_export.claim_owner', %s, true)
+"""
 _CLAIM = """
-WITH claimable AS (
-    SELECT id FROM telemetry_events_export_queue
-    WHERE exported_at IS NULL AND quarantined_at IS NULL AND (leased_until IS NULL OR leased_until < now())
-      AND id NOT IN (SELECT unnest(%s::uuid[]))
-    ORDER BY timestamp
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE telemetry_events_export_queue AS queue
-SET leased_until = now() + %s * interval '1 second', lease_owner = %s, attempts = queue.attempts + 1
-FROM claimable
-WHERE queue.id = claimable.id
-RETURNING queue.id::text, queue.payload_pb, queue.attempts,
-    -- For ordering only: an integer is far cheaper for the driver to decode than a timestamp.
-    (extract(epoch FROM queue.timestamp) * 1000000)::bigint
+COPY (
+    WITH claimable AS (
+        SELECT id FROM telemetry_events_export_queue
+        WHERE exported_at IS NULL AND quarantined_at IS NULL AND (leased_until IS NULL OR leased_until < now())
+          -- NOT IN over a subquery is planned as a hashed lookup; `<> ALL(array)` would scan the array per row.
+          AND id NOT IN (SELECT unnest(current_setting('telemetry_export.claim_skip')::uuid[]))
+        ORDER BY timestamp
+        LIMIT current_setting('telemetry_export.claim_limit')::integer
+        FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+        UPDATE telemetry_events_export_queue AS queue
+        SET leased_until = now() + current_setting('telemetry_export.claim_lease_seconds')::float8 * interval '1 s',
+            lease_owner = current_setting('telemetry_export.claim_owner')::uuid,
+            attempts = queue.attempts + 1
+        FROM claimable
+        WHERE queue.id = claimable.id
+        RETURNING queue.id, queue.timestamp, queue.payload_pb, queue.attempts
+    )
+    SELECT id::text, attempts, payload_pb FROM claimed ORDER BY timestamp
+) TO STDOUT (FORMAT binary)
 """
 
 
 def claim(cursor: Cursor, limit: int, lease_seconds: float, owner: str, skip: Sequence[str] = ()) -> list[ClaimedRow]:
     """Leases the oldest exportable rows to `owner`, skipping rows other runs hold; counts an attempt.
 
+    Oldest first. Runs in the caller's transaction (the parameters are settings local to it).
     `skip`: rows this run already tried and released; they wait for the next run.
     """
-    # NOT IN over a subquery is planned as a hashed lookup; `<> ALL(array)` would scan the array per row.
-    cursor.execute(_CLAIM, (uuid_array(skip), limit, lease_seconds, owner))
-    rows = sorted(cursor.fetchall(), key=lambda row: row[3])
-    return [ClaimedRow(row[0], bytes(row[1]), row[2]) for row in rows]
+    cursor.execute(_CLAIM_PARAMETERS, (uuid_array(skip), str(int(limit)), repr(float(lease_seconds)), owner))
+    copied = io.BytesIO()
+    cursor.execute(_CLAIM, stream=copied)
+    return claimed_rows(copied.getvalue())
+
+
+# A row of the claim's binary COPY: 3 fields; the ID as its 36 characters of text; attempts as a
+# 4-byte integer; the payload's length, then its bytes.
+_CLAIMED_ROW = struct.Struct("!hi36siii")
+_CLAIMED_LAYOUT = (3, 36, 4)
+
+
+def claimed_rows(data: bytes) -> list[ClaimedRow]:
+    """The rows of the claim's binary COPY output.
+
+    Raises:
+        BinaryCopyError: not that layout, or cut off: never a shorter payload.
+    """
+    position, end = row_data(data)
+    rows = []
+    while position < end:
+        if position + _CLAIMED_ROW.size > end:
+            raise BinaryCopyError("a claimed row is cut off")
+        fields, id_length, row_id, attempts_length, attempts, length = _CLAIMED_ROW.unpack_from(data, position)
+        start = position + _CLAIMED_ROW.size
+        position = start + length
+        if (fields, id_length, attempts_length) != _CLAIMED_LAYOUT or length < 0 or position > end:
+            raise BinaryCopyError(
+                f"a claimed row is not the claim's (ID, attempts, payload): {fields} fields, an ID of {id_length} "
+                f"bytes, attempts of {attempts_length} bytes, a payload of {length} bytes"
+            )
+        rows.append(ClaimedRow(row_id.decode(), data[start:position], attempts))
+    return rows
 
 
 def mark_exported(cursor: Cursor, ids: Sequence[str], sent: Mapping[str, bytes] | None = None) -> int:

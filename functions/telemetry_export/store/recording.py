@@ -1,33 +1,39 @@
 """SQL for recording: events into `event_logs` and the export queue, in bulk.
 
-A chunk costs a handful of round trips whatever its size: one query for IDs already
-recorded, then one COPY per table inside a savepoint. COPY straight into the tables is
-about twice as fast as staging rows and moving them with INSERT ... SELECT.
+A chunk costs a handful of round trips whatever its size: one COPY per table inside a
+savepoint. COPY straight into the tables is about twice as fast as staging rows and moving
+them with INSERT ... SELECT. IDs already recorded are not looked up first: the unique index
+refuses them, the savepoint is rolled back, and only then are they looked up and left out.
+Duplicates are rare, and the lookup would cost every chunk an index probe per event.
+
+Rows arrive as COPY text lines, built once per event by `event_log_line` and `queue_line`.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Sequence
 from typing import NamedTuple
 
-from telemetry_export.event_logs import EventLogRow
 from telemetry_export.store.connection import Cursor, DatabaseError, error_field, uuid_array
 
 UNIQUE_VIOLATION = "23505"
 
-_LOG_COLUMNS = (
+LOG_COLUMNS = (
     "event_id, timestamp, name, url, user_id, anonymous_user_id, source, argument, public_argument, version,"
     " feature_flags, cohort_id, first_source_url, last_source_url, referrer, device_session_id,"
     " billing_product_category, client"
 )
+QUEUE_COLUMNS = "id, timestamp, payload_pb"
 
 
-class QueuedEvent(NamedTuple):
-    """One event to record: its local row, and its redacted payload when it is to be exported."""
+class RecordedRow(NamedTuple):
+    """One event ready to write: its canonical ID, its event_logs line, its queue line when it is exported."""
 
-    log: EventLogRow
-    payload: bytes | None
+    event_id: str
+    log_line: str
+    queue_line: str | None
 
 
 def prepare(cursor: Cursor) -> None:
@@ -41,21 +47,19 @@ def recorded_ids(cursor: Cursor, event_ids: Sequence[str]) -> set[str]:
     return {row[0] for row in cursor.fetchall()}
 
 
-def insert_chunk(cursor: Cursor, events: Sequence[QueuedEvent]) -> int:
-    """COPYs `events` (none recorded before) into both tables; returns how many were queued.
+def insert_chunk(cursor: Cursor, rows: Sequence[RecordedRow]) -> int:
+    """COPYs `rows` into both tables; returns how many were queued.
 
-    Runs inside a savepoint, so a unique violation from a concurrent writer recording the
-    same ID leaves the transaction usable: it raises DuplicateRecorded and the caller retries.
+    Runs inside a savepoint, so a unique violation (an ID recorded before, or by a concurrent
+    writer) leaves the transaction usable: it raises DuplicateRecorded and the caller looks
+    the IDs up and retries without them.
     """
     cursor.execute("SAVEPOINT record_chunk")
     try:
-        cursor.execute(f"COPY event_logs ({_LOG_COLUMNS}) FROM STDIN", stream=_log_stream(e.log for e in events))
-        queued = [e for e in events if e.payload is not None]
+        cursor.execute(f"COPY event_logs ({LOG_COLUMNS}) FROM STDIN", stream=_stream([r.log_line for r in rows]))
+        queued = [r.queue_line for r in rows if r.queue_line is not None]
         if queued:
-            cursor.execute(
-                "COPY telemetry_events_export_queue (id, timestamp, payload_pb) FROM STDIN",
-                stream=_queue_stream(queued),
-            )
+            cursor.execute(f"COPY telemetry_events_export_queue ({QUEUE_COLUMNS}) FROM STDIN", stream=_stream(queued))
     except DatabaseError as error:
         cursor.execute("ROLLBACK TO SAVEPOINT record_chunk")
         if error_field(error, "C") == UNIQUE_VIOLATION:
@@ -66,51 +70,95 @@ def insert_chunk(cursor: Cursor, events: Sequence[QueuedEvent]) -> int:
 
 
 class DuplicateRecorded(Exception):
-    """Another transaction recorded one of the chunk's IDs after it was checked."""
+    """One of the chunk's IDs is already recorded (earlier, or by a concurrent writer)."""
+
+
+def _stream(lines: list[str]) -> io.BytesIO:
+    text = "\n".join(lines)
+    return io.BytesIO(f"{text}\n".encode())
 
 
 _NULL = "\\N"
+# What COPY text must escape, and NUL, which Postgres text cannot hold at all.
+_SPECIAL = re.compile(r"[\\\t\n\r\x00]").search
 
 
-def _text(value: str | None) -> str:
+def _escaped(value: str | None) -> str:
     if value is None:
         return _NULL
-    # str.replace runs in C; str.translate with a mapping costs a Python lookup per character.
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    return (
+        value.replace("\\", "\\\\")
+        .replace("\t", "\\t")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\x00", "\ufffd")  # best-effort local copy: replaced, not refused
+    )
 
 
-def _log_stream(rows: Iterable[EventLogRow]) -> io.BytesIO:
-    text = _text
-    lines = [
-        "\t".join(
-            (
-                row.event_id,
-                row.timestamp,
-                text(row.name),
-                text(row.url),
-                str(row.user_id),
-                text(row.anonymous_user_id),
-                text(row.source),
-                text(row.argument_json),
-                text(row.public_argument_json),
-                text(row.version),
-                text(row.feature_flags_json),
-                text(row.cohort_id),
-                text(row.first_source_url),
-                text(row.last_source_url),
-                text(row.referrer),
-                text(row.device_session_id),
-                text(row.billing_product_category),
-                text(row.client),
-            )
-        )
-        for row in rows
+def _json(document: str | None) -> str:
+    # JSON text escapes every control character itself: only its backslashes need COPY's escape.
+    if document is None:
+        return _NULL
+    return document.replace("\\", "\\\\") if "\\" in document else document
+
+
+def event_log_line(
+    event_id: str,
+    timestamp: str,
+    name: str,
+    url: str,
+    user_id: int,
+    anonymous_user_id: str,
+    source: str,
+    argument_json: str | None,
+    public_argument_json: str,
+    version: str,
+    feature_flags_json: str | None,
+    cohort_id: str | None,
+    first_source_url: str | None,
+    last_source_url: str | None,
+    referrer: str | None,
+    device_session_id: str | None,
+    billing_product_category: str | None,
+    client: str | None,
+) -> str:
+    """One event_logs row as COPY text (without its newline), in LOG_COLUMNS order."""
+    texts = [
+        name,
+        url,
+        anonymous_user_id,
+        source,
+        version,
+        cohort_id,
+        first_source_url,
+        last_source_url,
+        referrer,
+        device_session_id,
+        billing_product_category,
+        client,
     ]
-    lines.append("")
-    return io.BytesIO("\n".join(lines).encode())
+    if _SPECIAL("".join(filter(None, texts))):  # one scan of all the text for the rare value to escape
+        texts = [_escaped(text) for text in texts]
+    else:
+        texts = [_NULL if text is None else text for text in texts]
+    return "\t".join(
+        (
+            event_id,
+            timestamp,
+            texts[0],
+            texts[1],
+            str(user_id),
+            texts[2],
+            texts[3],
+            _json(argument_json),
+            _json(public_argument_json),
+            texts[4],
+            _json(feature_flags_json),
+            *texts[5:],
+        )
+    )
 
 
-def _queue_stream(events: Iterable[QueuedEvent]) -> io.BytesIO:
-    # bytea in COPY text format: \x then hex, with the backslash itself escaped.
-    lines = [f"{e.log.event_id}\t{e.log.timestamp}\t\\\\x{e.payload.hex()}\n" for e in events if e.payload is not None]
-    return io.BytesIO("".join(lines).encode())
+def queue_line(event_id: str, timestamp: str, payload: bytes) -> str:
+    """One export queue row as COPY text: bytea as \\x and hex, the backslash itself escaped."""
+    return f"{event_id}\t{timestamp}\t\\\\x{payload.hex()}"
