@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from google.protobuf.internal import encoder
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,40 +25,30 @@ from telemetry_export.exporter import run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 from telemetry_export.recording import record_events
 from telemetry_export.settings import ExporterSettings, GatewayIdentity
+from tests.wire_bytes import END_GROUP, FIXED64, START_GROUP, VARINT, delimited, tag, varint
 
 POLICY = policy_from()  # built in: example/example may send its private key testField
 ALL = ExportScope()
 
-_VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP = 0, 1, 2, 3, 4
-
-
-def _tag(number: int, wire_type: int) -> bytes:
-    return encoder.TagBytes(number, wire_type)
-
-
-def _delimited(number: int, payload: bytes) -> bytes:
-    return _tag(number, _LEN) + encoder._VarintBytes(len(payload)) + payload
-
-
 def _field(number: int, trick: str, canary: bytes) -> bytes:
     """One field numbered `number` carrying `canary`, encoded with the wire type `trick` names."""
     if trick == "delimited":
-        return _delimited(number, canary)
+        return delimited(number, canary)
     if trick == "group":
-        return _tag(number, _START_GROUP) + _delimited(1, canary) + _tag(number, _END_GROUP)
+        return tag(number, START_GROUP) + delimited(1, canary) + tag(number, END_GROUP)
     if trick == "nested group":
-        inner = _tag(2, _START_GROUP) + _delimited(3, canary) + _tag(2, _END_GROUP)
-        return _tag(number, _START_GROUP) + inner + _tag(number, _END_GROUP)
+        inner = tag(2, START_GROUP) + delimited(3, canary) + tag(2, END_GROUP)
+        return tag(number, START_GROUP) + inner + tag(number, END_GROUP)
     if trick == "fixed64":
-        return _tag(number, _FIXED64) + canary[-8:]
+        return tag(number, FIXED64) + canary[-8:]
     assert trick == "varint"
-    return _tag(number, _VARINT) + encoder._VarintBytes(int.from_bytes(canary[-8:], "little"))
+    return tag(number, VARINT) + varint(int.from_bytes(canary[-8:], "little"))
 
 
 def _canary_bytes(canary: bytes, trick: str) -> bytes:
     """What of `canary` is visible in the bytes of a field encoded with `trick`."""
     if trick == "varint":
-        return encoder._VarintBytes(int.from_bytes(canary[-8:], "little"))
+        return varint(int.from_bytes(canary[-8:], "little"))
     return canary[-8:] if trick == "fixed64" else canary
 
 
@@ -81,10 +70,10 @@ _TARGETS = {
 }
 # Map entries are not messages one can hold: they are written as bytes into their parent.
 _MAP_ENTRIES = {
-    "metadata entry": ("parameters", 5, _delimited(1, b"durationMs") + _tag(2, _FIXED64) + b"\x00" * 8),
-    "legacy metadata entry": ("parameters", 2, _delimited(1, b"count") + _tag(2, _VARINT) + b"\x07"),
-    "feature flag entry": ("feature_flags", 1, _delimited(1, b"flag") + _delimited(2, b"on")),
-    "Struct entry": ("parameters.private_metadata", 1, _delimited(1, b"other") + _delimited(2, b"\x1a\x01v")),
+    "metadata entry": ("parameters", 5, delimited(1, b"durationMs") + tag(2, FIXED64) + b"\x00" * 8),
+    "legacy metadata entry": ("parameters", 2, delimited(1, b"count") + tag(2, VARINT) + b"\x07"),
+    "feature flag entry": ("feature_flags", 1, delimited(1, b"flag") + delimited(2, b"on")),
+    "Struct entry": ("parameters.private_metadata", 1, delimited(1, b"other") + delimited(2, b"\x1a\x01v")),
 }
 _TRICKS = ("delimited", "group", "nested group", "fixed64", "varint")
 
@@ -141,7 +130,7 @@ def _inject(event: pb.Event, injection: Injection, canary: bytes) -> bytes:
         parent, map_field, entry = _MAP_ENTRIES[injection.place]
         number = injection.number or 1  # 0: the entry's key, with a wire type it does not have
         trick = injection.trick if injection.number else "group"
-        _message_at(event, parent).MergeFromString(_delimited(map_field, entry + _field(number, trick, canary)))
+        _message_at(event, parent).MergeFromString(delimited(map_field, entry + _field(number, trick, canary)))
         return _canary_bytes(canary, trick)
     path, wrong_types = _TARGETS[injection.place]
     number, trick = injection.number, injection.trick

@@ -12,13 +12,17 @@ import pytest
 from google.cloud import pubsub_v1
 
 from localdev.gateway import development_license, start_gateway
+from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.redaction import policy_from
+from telemetry_export.exporter import ExportReport, run_export
+from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 from telemetry_export.recording import record_events
 from telemetry_export.sample_events import sample_events
 from telemetry_export.settings import ExporterSettings, GatewayIdentity
 
 PROJECT = "exporter-tests"
+POLICY = policy_from()
 
 
 def record_samples(conn, count: int, seed: int = 1) -> list[str]:
@@ -47,6 +51,28 @@ def exporter_settings(gateway_url: str, **overrides) -> ExporterSettings:
         **overrides,
     }
     return ExporterSettings(**values)
+
+
+def export_to(conn, gateway_url: str, **overrides) -> ExportReport:
+    """One exporter run, in this process, to the gateway at `gateway_url` (exporter_settings' defaults)."""
+    settings = exporter_settings(gateway_url, **overrides)
+    target = parse_gateway_addr(gateway_url)
+    return run_export(conn, settings, POLICY, lambda: open_channel(target))
+
+
+@pytest.fixture
+def scripted():
+    """Starts scripted gateways (real gRPC servers on real ports) and stops them after the test."""
+    servers: list[ScriptedGateway] = []
+
+    def start(**kwargs) -> ScriptedGateway:
+        server = ScriptedGateway(**kwargs).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @dataclass

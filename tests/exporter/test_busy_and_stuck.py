@@ -7,26 +7,7 @@ google.rpc.RetryInfo; nothing of the unanswered messages was published.
 
 from __future__ import annotations
 
-import pytest
-
-from localdev.scripted_gateway import ScriptedGateway
-
-from .conftest import queue_states, record_samples
-from .test_exporter import _export
-
-
-@pytest.fixture
-def scripted():
-    servers: list[ScriptedGateway] = []
-
-    def start(**kwargs) -> ScriptedGateway:
-        server = ScriptedGateway(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+from .conftest import export_to, queue_states, record_samples
 
 
 def _attempts(conn) -> dict[int, int]:
@@ -41,7 +22,7 @@ def test_a_busy_gateway_costs_no_attempt_and_the_run_goes_on_after_the_delay(con
     record_samples(conn, 3_000, seed=51)
     # The first stream is shed after two events messages (the probe is message 0): come back in 0.3 s.
     gateway = scripted(busy=lambda stream, message: 0.3 if (stream, message) == (0, 2) else None)
-    report = _export(conn, gateway.url, batch_size=500, max_message_bytes=50_000, function_timeout_seconds=60)
+    report = export_to(conn, gateway.url, batch_size=500, max_message_bytes=50_000, function_timeout_seconds=60)
     assert report.stopped_because == "backlog empty" and report.remaining == 0
     assert (report.exported, report.failed, report.quarantined) == (3_000, 0, 0)
     assert len(gateway.streams) >= 2  # it went on, on a new stream
@@ -55,7 +36,7 @@ def test_a_busy_gateway_costs_no_attempt_and_the_run_goes_on_after_the_delay(con
 def test_a_gateway_busy_for_longer_than_the_budget_allows_stops_the_run_without_an_outage(conn, scripted):
     record_samples(conn, 1_000, seed=52)
     gateway = scripted(busy=lambda stream, message: 120.0 if message == 2 else None)
-    report = _export(
+    report = export_to(
         conn,
         gateway.url,
         batch_size=500,
@@ -78,7 +59,7 @@ def test_a_slow_gateway_that_keeps_answering_is_not_cancelled(conn, scripted):
     # Each message takes 0.3 s; a batch of ten messages takes about 3 s, far over the 1 s deadline,
     # but an answer comes every 0.3 s: slow, not stuck.
     slow = scripted(delay_per_message=0.3)
-    report = _export(
+    report = export_to(
         conn, slow.url, batch_size=1_000, max_message_bytes=25_000, rpc_timeout_seconds=1.0, function_timeout_seconds=60
     )
     assert report.stopped_because == "backlog empty"

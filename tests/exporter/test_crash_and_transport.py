@@ -26,8 +26,7 @@ from telemetry_export.gateway_client import GatewayTarget, open_channel, parse_g
 from telemetry_export.gateway_stream import GatewayStream, split_messages
 from telemetry_export.settings import GatewayIdentity
 
-from .conftest import queue_states, record_samples
-from .test_exporter import _export
+from .conftest import export_to, queue_states, record_samples
 
 CLI = str(Path(sys.executable).with_name("telemetry-export"))
 
@@ -68,7 +67,7 @@ def test_an_exporter_killed_mid_run_loses_nothing_once_its_lease_expires(conn, d
 
     fresh = ScriptedGateway().start()
     try:
-        report = _export(conn, fresh.url)
+        report = export_to(conn, fresh.url)
     finally:
         fresh.stop()
     assert report.remaining == 0
@@ -161,7 +160,7 @@ def test_plaintext_channels_send_no_credentials(conn):
     server = ScriptedGateway().start()
     try:
         record_samples(conn, 5, seed=33)
-        _export(conn, server.url)
+        export_to(conn, server.url)
     finally:
         server.stop()
     assert "authorization" not in server.metadata_seen[0]

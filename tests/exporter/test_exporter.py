@@ -4,37 +4,10 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
-from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events import pb
-from telemetry_events.redaction import policy_from
-from telemetry_export.exporter import NOT_ACKNOWLEDGED, run_export
-from telemetry_export.gateway_client import open_channel, parse_gateway_addr
+from telemetry_export.exporter import NOT_ACKNOWLEDGED
 
-from .conftest import exporter_settings, message_body, queue_states, record_samples
-
-POLICY = policy_from()
-
-
-def _export(conn, gateway_url: str, **overrides):
-    settings = exporter_settings(gateway_url, **overrides)
-    target = parse_gateway_addr(gateway_url)
-    return run_export(conn, settings, POLICY, lambda: open_channel(target))
-
-
-@pytest.fixture
-def scripted():
-    servers: list[ScriptedGateway] = []
-
-    def start(**kwargs) -> ScriptedGateway:
-        server = ScriptedGateway(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+from .conftest import export_to, exporter_settings, message_body, queue_states, record_samples
 
 
 def test_a_backlog_drains_in_one_run_through_the_real_gateway(conn, live_gateway):
@@ -44,7 +17,7 @@ def test_a_backlog_drains_in_one_run_through_the_real_gateway(conn, live_gateway
             license_key=live_gateway.license_key, instance_id="test-instance", external_url="https://sg.example.com"
         )
     }
-    report = _export(conn, live_gateway.url, **settings_overrides)
+    report = export_to(conn, live_gateway.url, **settings_overrides)
     assert report.summary() | {"duration_s": 0} == {
         "exported": 3_500,
         "failed": 0,
@@ -68,7 +41,7 @@ def test_a_backlog_drains_in_one_run_through_the_real_gateway(conn, live_gateway
 def test_metadata_comes_first_and_messages_stay_under_the_limit(conn, scripted):
     gateway = scripted()
     record_samples(conn, 2_000, seed=12)
-    report = _export(conn, gateway.url, max_message_bytes=100_000)
+    report = export_to(conn, gateway.url, max_message_bytes=100_000)
     assert report.exported == 2_000
     [stream] = gateway.streams
     assert stream.request_id == report.request_id and stream.identifier_kind == "unlicensed_instance"
@@ -79,7 +52,7 @@ def test_metadata_comes_first_and_messages_stay_under_the_limit(conn, scripted):
 def test_only_acknowledged_rows_are_marked_and_the_rest_go_out_next_run(conn, scripted):
     ids = record_samples(conn, 1_200, seed=13)
     refusing = scripted(acknowledge=lambda event: event.id[-1] in "02468ace")
-    first = _export(conn, refusing.url)
+    first = export_to(conn, refusing.url)
     acknowledged = set(refusing.streams[0].acknowledged)
     assert first.exported == len(acknowledged) and first.failed == 1_200 - len(acknowledged)
     assert 0 < len(acknowledged) < 1_200
@@ -95,7 +68,7 @@ def test_only_acknowledged_rows_are_marked_and_the_rest_go_out_next_run(conn, sc
     conn.commit()
 
     accepting = scripted()
-    second = _export(conn, accepting.url)
+    second = export_to(conn, accepting.url)
     assert second.exported == 1_200 - len(acknowledged)
     assert set(accepting.received_ids()) == set(ids) - acknowledged  # nothing acknowledged is sent again
     assert queue_states(conn)["exported"] == 1_200
@@ -108,7 +81,7 @@ def test_rows_refused_too_often_among_accepted_ones_are_quarantined_with_their_r
     for run in range(3):
         if run:
             ids += record_samples(conn, 100, seed=140 + run)  # the stubborn row is refused among accepted ones
-        _export(conn, gateway.url, max_attempts=3)
+        export_to(conn, gateway.url, max_attempts=3)
     cursor = conn.cursor()
     cursor.execute(
         "SELECT id::text, quarantine_reason FROM telemetry_events_export_queue WHERE quarantined_at IS NOT NULL"
@@ -121,7 +94,7 @@ def test_rows_refused_too_often_among_accepted_ones_are_quarantined_with_their_r
 def test_a_gateway_refusing_a_whole_batch_stops_the_run_without_spending_attempts(conn, scripted):
     record_samples(conn, 2_500, seed=19)
     gateway = scripted(acknowledge=lambda event: False)  # as when Pub/Sub is down behind the gateway
-    report = _export(conn, gateway.url, max_attempts=1)
+    report = export_to(conn, gateway.url, max_attempts=1)
     assert report.gateway_unavailable and report.stopped_because.endswith("acknowledged none of 1000 events")
     assert report.quarantined == 0 and report.remaining == 2_500
     assert len(gateway.received_ids()) <= 2_000  # it stopped instead of churning through the backlog
@@ -150,7 +123,7 @@ def test_undecodable_and_invalid_rows_are_quarantined_while_the_rest_flows(conn,
     )
     conn.commit()
     gateway = scripted()
-    report = _export(conn, gateway.url)
+    report = export_to(conn, gateway.url)
     assert (report.exported, report.quarantined, report.remaining) == (497, 3, 0)
     cursor.execute(
         "SELECT id::text, quarantine_reason FROM telemetry_events_export_queue WHERE quarantined_at IS NOT NULL"
@@ -166,7 +139,7 @@ def test_an_unreachable_gateway_releases_every_row_without_spending_an_attempt(c
     record_samples(conn, 150, seed=16)
     from localdev.ports import free_port
 
-    report = _export(conn, f"http://127.0.0.1:{free_port()}")
+    report = export_to(conn, f"http://127.0.0.1:{free_port()}")
     assert report.gateway_unavailable and report.exported == 0 and report.remaining == 150
     cursor = conn.cursor()
     cursor.execute(
@@ -188,7 +161,7 @@ def test_two_exporters_at_once_never_send_the_same_row(connections, scripted):
     def exporter():
         try:
             with connections.connection() as own:
-                reports.append(_export(own, gateway.url, batch_size=1_000))
+                reports.append(export_to(own, gateway.url, batch_size=1_000))
         except Exception as error:  # noqa: BLE001 - surfaced below
             errors.append(error)
 

@@ -10,29 +10,13 @@ from __future__ import annotations
 import pytest
 
 from localdev.gateway import development_license, start_gateway
-from localdev.scripted_gateway import ScriptedGateway
 from telemetry_events import pb
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
 from telemetry_export.gateway_stream import GatewayStream, split_messages
 from telemetry_export.sample_events import sample_events
 from telemetry_export.settings import GatewayIdentity, Settings
 
-from .conftest import PROJECT, queue_states, record_samples
-from .test_exporter import _export
-
-
-@pytest.fixture
-def scripted():
-    servers: list[ScriptedGateway] = []
-
-    def start(**kwargs) -> ScriptedGateway:
-        server = ScriptedGateway(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+from .conftest import PROJECT, export_to, queue_states, record_samples
 
 
 def _rows(conn, where: str = "TRUE") -> dict[str, tuple]:
@@ -55,7 +39,7 @@ def test_one_row_a_gateway_refuses_whole_messages_for_is_found_and_quarantined(c
     )
     reports = []
     for _ in range(2):
-        reports.append(_export(conn, gateway.url))
+        reports.append(export_to(conn, gateway.url))
         if queue_states(conn)["waiting"] == 0:
             break
     assert queue_states(conn) == {"exported": 200, "quarantined": 1, "waiting": 0, "leased": 0}
@@ -75,7 +59,7 @@ def test_a_refused_instance_is_never_mistaken_for_poison_rows(conn, scripted):
     record_samples(conn, 300, seed=42)
     gateway = scripted(refuse_metadata="invalid license_key: the key expired on 2026-01-01")
     for _ in range(3):  # as the scheduler would call it again and again
-        report = _export(conn, gateway.url, max_attempts=1)
+        report = export_to(conn, gateway.url, max_attempts=1)
         assert report.stopped_because == (
             "the gateway refused this instance: INVALID_ARGUMENT: invalid license_key: the key expired on 2026-01-01"
         )
@@ -121,7 +105,7 @@ def test_the_real_gateway_answers_the_opening_probe_and_its_identity_refusals_ar
         ),
     }
     for name, identity in refusals.items():
-        report = _export(conn, live_gateway.url, identity=identity)
+        report = export_to(conn, live_gateway.url, identity=identity)
         assert report.stopped_because.startswith(expected[name]), (name, report.stopped_because)
         assert (report.failed, report.quarantined, report.remaining) == (0, 0, 50), name
     assert queue_states(conn) == {"exported": 0, "quarantined": 0, "waiting": 50, "leased": 0}
@@ -169,7 +153,7 @@ def test_the_real_gateway_names_its_receive_limit_and_only_events_over_it_are_qu
     conn.commit()
     identity = GatewayIdentity(dev_license.issue(instance_id="test-instance"), "test-instance", "")
     with start_gateway(env) as gateway:
-        reports = [_export(conn, gateway.url, identity=identity, max_message_bytes=16_384) for _ in range(2)]
+        reports = [export_to(conn, gateway.url, identity=identity, max_message_bytes=16_384) for _ in range(2)]
     reasons = {row_id: row[2] for row_id, row in _rows(conn, "quarantined_at IS NOT NULL").items()}
     assert list(reasons) == [over.id]
     # gRPC's own wording, with the limit the gateway was started with:

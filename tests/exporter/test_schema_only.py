@@ -16,55 +16,37 @@ from telemetry_events.redaction import policy_from
 from telemetry_export.event_files import read_event_rows
 from telemetry_export.recording import record_events, record_rows
 from telemetry_export.sample_events import sample_events
+from tests.wire_bytes import delimited, fixed64, group
 
-from .conftest import queue_states
-from .test_exporter import _export
+from .conftest import export_to, queue_states
 
 CANARY = b"CANARY-7f3e-do-not-send"
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _ld(field: int, body: bytes) -> bytes:
-    return _varint(field << 3 | 2) + _varint(len(body)) + body
-
-
-def _group(field: int, body: bytes) -> bytes:
-    return _varint(field << 3 | 3) + body + _varint(field << 3 | 4)
-
-
-def _fixed64(field: int, value: bytes) -> bytes:
-    return _varint(field << 3 | 1) + value
-
-
-UNKNOWN = _ld(99, CANARY)
+UNKNOWN = delimited(99, CANARY)
 # Appended to a serialized Event, each of these merges into the field it names (a repeated
 # occurrence of a message field merges), carrying the canary where no redaction rule looks.
 TRICKS = {
     "unknown field, top level": UNKNOWN,
-    "unknown group, top level": _group(98, _ld(1, CANARY)),
-    "unknown field in parameters": _ld(6, UNKNOWN),
-    "unknown field in user": _ld(7, UNKNOWN),
-    "unknown field in interaction.geolocation": _ld(10, _ld(3, UNKNOWN)),
-    "unknown field in a kept Struct value": _ld(
-        6, _ld(3, _ld(1, _ld(1, b"testField") + _ld(2, _ld(3, b"kept") + UNKNOWN)))
+    "unknown group, top level": group(98, delimited(1, CANARY)),
+    "unknown field in parameters": delimited(6, UNKNOWN),
+    "unknown field in user": delimited(7, UNKNOWN),
+    "unknown field in interaction.geolocation": delimited(10, delimited(3, UNKNOWN)),
+    "unknown field in a kept Struct value": delimited(
+        6, delimited(3, delimited(1, delimited(1, b"testField") + delimited(2, delimited(3, b"kept") + UNKNOWN)))
     ),
-    "unknown field in the Struct itself": _ld(6, _ld(3, UNKNOWN)),
-    "unknown field in a metadata map entry": _ld(6, _ld(5, _ld(1, b"k") + _fixed64(2, bytes(8)) + UNKNOWN)),
-    "unknown field in a feature flag entry": _ld(8, _ld(1, _ld(1, b"flag") + _ld(2, b"on") + UNKNOWN)),
-    "marketing_tracking encoded as a group": _group(9, _ld(1, CANARY)),
-    "private_metadata encoded as a group": _ld(6, _group(3, _ld(1, _ld(1, b"secret") + _ld(2, _ld(3, CANARY))))),
-    "source encoded as a group": _group(5, _ld(1, _ld(1, CANARY))),
+    "unknown field in the Struct itself": delimited(6, delimited(3, UNKNOWN)),
+    "unknown field in a metadata map entry": delimited(
+        6, delimited(5, delimited(1, b"k") + fixed64(2, bytes(8)) + UNKNOWN)
+    ),
+    "unknown field in a feature flag entry": delimited(
+        8, delimited(1, delimited(1, b"flag") + delimited(2, b"on") + UNKNOWN)
+    ),
+    "marketing_tracking encoded as a group": group(9, delimited(1, CANARY)),
+    "private_metadata encoded as a group": delimited(
+        6, group(3, delimited(1, delimited(1, b"secret") + delimited(2, delimited(3, CANARY))))
+    ),
+    "source encoded as a group": group(5, delimited(1, delimited(1, CANARY))),
 }
 
 
@@ -96,7 +78,7 @@ def test_no_canary_reaches_the_wire_or_stays_in_the_exported_rows(conn, capturin
     conn.commit()
     assert all(CANARY in stored for _, stored in rows.values())
 
-    report = _export(conn, capturing.url)
+    report = export_to(conn, capturing.url)
     assert (report.exported, report.quarantined) == (len(TRICKS), 0)
     assert capturing.raw_requests and not [raw for raw in capturing.raw_requests if CANARY in raw]
     sent = {event.id: event for event in capturing.streams[0].events}
@@ -126,7 +108,7 @@ def test_rows_with_nothing_to_drop_are_sent_and_kept_byte_for_byte(conn, capturi
             (event.id, before[event.id]),
         )
     conn.commit()
-    _export(conn, capturing.url)
+    export_to(conn, capturing.url)
     sent = {}
     for raw in capturing.raw_requests:
         request = pb.RecordEventsRequest.FromString(raw)
@@ -157,7 +139,7 @@ def test_rows_as_recording_writes_them_are_sent_as_stored_and_never_rewritten(co
     cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
     before = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}
     conn.commit()
-    report = _export(conn, capturing.url)
+    report = export_to(conn, capturing.url)
     assert report.exported == 200
     cursor.execute("SELECT id::text, payload_pb FROM telemetry_events_export_queue")
     after = {row_id: bytes(payload) for row_id, payload in cursor.fetchall()}

@@ -21,7 +21,6 @@ import time
 
 import pytest
 
-from localdev.scripted_gateway import ScriptedGateway
 from telemetry_export import exporter
 from telemetry_export.exporter import run_export
 from telemetry_export.gateway_client import open_channel, parse_gateway_addr
@@ -29,8 +28,7 @@ from telemetry_export.gateway_stream import GatewayStream
 from telemetry_export.settlement import OUT_OF_TIME
 from telemetry_export.store import export_queue
 
-from .conftest import exporter_settings, queue_states, record_samples
-from .test_exporter import POLICY
+from .conftest import POLICY, exporter_settings, queue_states, record_samples
 
 
 class VirtualClock:
@@ -126,21 +124,7 @@ def _rows(conn) -> dict[str, tuple[int, str | None]]:
     return rows
 
 
-@pytest.fixture
-def gateway():
-    servers: list[ScriptedGateway] = []
-
-    def start(**kwargs) -> ScriptedGateway:
-        server = ScriptedGateway(**kwargs).start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
-
-
-def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, gateway, claims, streams):
+def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, scripted, claims, streams):
     record_samples(conn, 1_000, seed=71)
     clock = claims.clock = VirtualClock()
     claims.batch_seconds = 20.0  # every batch takes 20 s of the run's time
@@ -148,7 +132,7 @@ def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, gat
     # 30 s left, less than twice the slowest batch (40 s), the run stops claiming.
     report = _run(
         conn,
-        gateway().url,
+        scripted().url,
         clock=clock,
         batch_size=100,
         function_timeout_seconds=100,
@@ -164,13 +148,13 @@ def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, gat
     assert queue_states(conn) == {"exported": 300, "quarantined": 0, "waiting": 700, "leased": 0}
 
 
-def test_with_under_a_second_left_no_batch_is_claimed_however_fast_they_were(conn, gateway, claims):
+def test_with_under_a_second_left_no_batch_is_claimed_however_fast_they_were(conn, scripted, claims):
     record_samples(conn, 1_000, seed=72)
     clock = claims.clock = VirtualClock()
     claims.batch_seconds = 0.25  # fast batches: the floor of 1 s decides
     report = _run(
         conn,
-        gateway().url,
+        scripted().url,
         clock=clock,
         batch_size=100,
         function_timeout_seconds=12,
@@ -181,9 +165,9 @@ def test_with_under_a_second_left_no_batch_is_claimed_however_fast_they_were(con
     assert report.exported == 500
 
 
-def test_a_gateway_that_does_not_answer_the_opening_is_cancelled_before_any_event_goes_out(conn, gateway, streams):
+def test_a_gateway_that_does_not_answer_the_opening_is_cancelled_before_any_event_goes_out(conn, scripted, streams):
     record_samples(conn, 300, seed=73)
-    silent = gateway(delay_per_message=30)  # the probe is an events message too: its answer never comes in time
+    silent = scripted(delay_per_message=30)  # the probe is an events message too: its answer never comes in time
     report = _run(conn, silent.url, rpc_timeout_seconds=1, function_timeout_seconds=60)
     assert report.stopped_because == "gateway unavailable: the gateway did not answer the stream's opening within 1 s"
     [stream] = streams
@@ -194,10 +178,10 @@ def test_a_gateway_that_does_not_answer_the_opening_is_cancelled_before_any_even
     assert queue_states(conn) == {"exported": 0, "quarantined": 0, "waiting": 300, "leased": 0}
 
 
-def test_a_silent_gateway_is_cancelled_only_once_it_was_silent_longer_than_the_rpc_timeout(conn, gateway, streams):
+def test_a_silent_gateway_is_cancelled_only_once_it_was_silent_longer_than_the_rpc_timeout(conn, scripted, streams):
     record_samples(conn, 500, seed=74)
     hold = threading.Event()
-    stuck = gateway(hold=hold)
+    stuck = scripted(hold=hold)
     try:
         report = _run(conn, stuck.url, batch_size=500, rpc_timeout_seconds=1.5, function_timeout_seconds=60)
     finally:
@@ -215,10 +199,10 @@ def test_a_silent_gateway_is_cancelled_only_once_it_was_silent_longer_than_the_r
     assert queue_states(conn)["leased"] == 0
 
 
-def test_rows_unanswered_when_the_time_runs_out_get_their_attempt_back(conn, gateway, claims):
+def test_rows_unanswered_when_the_time_runs_out_get_their_attempt_back(conn, scripted, claims):
     record_samples(conn, 1_000, seed=75)
     hold = threading.Event()
-    stuck = gateway(hold=hold)  # answers the probe, then nothing: the batches stay in flight
+    stuck = scripted(hold=hold)  # answers the probe, then nothing: the batches stay in flight
     try:
         report = _run(
             conn,
@@ -240,9 +224,9 @@ def test_rows_unanswered_when_the_time_runs_out_get_their_attempt_back(conn, gat
     assert queue_states(conn)["leased"] == 0
 
 
-def test_a_time_budget_too_small_for_the_backlog_ends_in_time_and_reports_the_rest(conn, gateway, claims, streams):
+def test_a_time_budget_too_small_for_the_backlog_ends_in_time_and_reports_the_rest(conn, scripted, claims, streams):
     record_samples(conn, 6_000, seed=17)
-    slow = gateway(delay_per_message=0.4)
+    slow = scripted(delay_per_message=0.4)
     started = time.monotonic()
     report = _run(
         conn,

@@ -12,27 +12,16 @@ from __future__ import annotations
 import json
 
 from telemetry_events import pb
+from tests.wire_bytes import varint
 
 from .harness import FaultTable, Outcome, Pipeline, assert_nothing_lost
 from .test_pipeline_faults import MakePipeline, finish
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def _nested_unknown_groups(depth: int) -> bytes:
-    body = _varint(1 << 3 | 2) + b"\x06poison"
+    body = varint(1 << 3 | 2) + b"\x06poison"
     for _ in range(depth):
-        body = _varint(98 << 3 | 3) + body + _varint(98 << 3 | 4)
+        body = varint(98 << 3 | 3) + body + varint(98 << 3 | 4)
     return body
 
 
@@ -45,7 +34,7 @@ def _insert_poison(pipeline: Pipeline, template_id: str) -> str:
     event.id = event.id[:-12] + "00000000beef"
     stored = event.SerializeToString() + _nested_unknown_groups(99)
     assert pb.Event.FromString(stored).id == event.id  # the exporter (and preview) can read it
-    request = b"\x12" + _varint(len(stored) + 1 + len(_varint(len(stored)))) + b"\x0a" + _varint(len(stored)) + stored
+    request = b"\x12" + varint(len(stored) + 1 + len(varint(len(stored)))) + b"\x0a" + varint(len(stored)) + stored
     try:
         pb.RecordEventsRequest.FromString(request)
         raise AssertionError("the poison decodes as a request: it would prove nothing")
