@@ -25,6 +25,7 @@ from localdev.functions import start_function
 from localdev.gateway import development_license, start_gateway
 from localdev.postgres import PostgresUnavailable, start_cluster
 from localdev.processes import ServiceStartError
+from localdev.pubsub_admin import PubSubAdmin
 from localdev.pubsub_emulator import EmulatorUnavailable, start_emulator
 from localdev.recorded_vs_published import pairs, side_by_side
 from telemetry_export.store import inspection
@@ -97,13 +98,10 @@ def run(events: int, shown: int) -> dict[str, int]:
         emulator = start_emulator()
         stack.callback(emulator.stop)
         os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host_port
-        from google.cloud import pubsub_v1  # after PUBSUB_EMULATOR_HOST: the clients read it when built
-
-        publisher, subscriber = pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient()
-        topic = publisher.create_topic(name=publisher.topic_path(PROJECT, "telemetry-events")).name
-        deadletter = publisher.create_topic(name=publisher.topic_path(PROJECT, "telemetry-events-deadletter")).name
-        subscription = subscriber.create_subscription(
-            name=subscriber.subscription_path(PROJECT, "demo-tail"), topic=topic
+        pubsub = PubSubAdmin(emulator.host_port)
+        topic, subscription = pubsub.create(PROJECT, "telemetry-events", "demo-tail")
+        deadletter = pubsub.publisher.create_topic(
+            name=pubsub.publisher.topic_path(PROJECT, "telemetry-events-deadletter")
         ).name
         _service("Pub/Sub emulator", f"{emulator.host_port} (topic {topic})")
 
@@ -145,14 +143,8 @@ def run(events: int, shown: int) -> dict[str, int]:
         published: dict[str, dict] = {}
         deadline = time.monotonic() + 60
         while len(published) < exported["exported"] and time.monotonic() < deadline:
-            response = subscriber.pull(subscription=subscription, max_messages=1000, timeout=10)
-            for received in response.received_messages:
-                body = json.loads(received.message.data)
-                published[received.message.attributes["event.id"]] = body["event"]
-            if response.received_messages:
-                subscriber.acknowledge(
-                    subscription=subscription, ack_ids=[r.ack_id for r in response.received_messages]
-                )
+            for message in pubsub.pull_once(subscription, timeout=10):
+                published[message.attributes["event.id"]] = json.loads(message.data)["event"]
 
         _step(f"what redaction removed: {shown} event(s) as recorded locally and as published")
         print("REMOVED: not in the published event (private metadata not allowlisted, marketing tracking)\n")

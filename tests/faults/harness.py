@@ -26,14 +26,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pg8000.dbapi
-from google.api_core.exceptions import DeadlineExceeded, ServiceUnavailable
 
+from localdev import pubsub_admin as localdev_pubsub
 from localdev.gateway import GatewayProcess, start_gateway
 from localdev.pubsub_front import PubSubFront
 from telemetry_events.export_mode import ExportScope
@@ -73,40 +73,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 # --- Pub/Sub -------------------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def emulator_host(host_port: str) -> Iterator[None]:
-    """PUBSUB_EMULATOR_HOST set to `host_port` while clients are built (they read it once, at construction)."""
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = host_port
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-        else:
-            os.environ["PUBSUB_EMULATOR_HOST"] = previous
-
-
-class PubSubAdmin:
+class PubSubAdmin(localdev_pubsub.PubSubAdmin):
     """Topics, subscriptions and pulls on one emulator, whatever PUBSUB_EMULATOR_HOST says elsewhere."""
 
-    def __init__(self, host_port: str) -> None:
-        from google.cloud import pubsub_v1
-
-        self.host_port = host_port
-        with emulator_host(host_port):
-            self.publisher = pubsub_v1.PublisherClient()
-            self.subscriber = pubsub_v1.SubscriberClient()
-
-    def create(self, topic_id: str) -> tuple[str, str]:
+    def create(self, topic_id: str) -> tuple[str, str]:  # type: ignore[override]
         """Creates the topic and a subscription taking everything it will carry; returns both paths."""
-        topic = self.publisher.create_topic(name=self.publisher.topic_path(PROJECT, topic_id)).name
-        subscription = self.subscriber.create_subscription(
-            name=self.subscriber.subscription_path(PROJECT, f"{topic_id}-all"),
-            topic=topic,
-            ack_deadline_seconds=60,
-        ).name
-        return topic, subscription
+        return super().create(PROJECT, topic_id, f"{topic_id}-all", ack_deadline_seconds=60)
 
 
 @dataclass(frozen=True)
@@ -137,20 +109,10 @@ class Collector:
 
     def pull_once(self, timeout: float = 1.0) -> int:
         """One pull, acknowledged; returns how many messages it brought. An empty pull waits `timeout`."""
-        try:
-            response = self.admin.subscriber.pull(
-                request={"subscription": self.subscription, "max_messages": 1000}, timeout=timeout, retry=None
-            )
-        except (DeadlineExceeded, ServiceUnavailable):
-            return 0
-        received = response.received_messages
+        received = self.admin.pull_once(self.subscription, timeout=timeout)
         if not received:
             return 0
-        self.admin.subscriber.acknowledge(
-            request={"subscription": self.subscription, "ack_ids": [m.ack_id for m in received]}
-        )
-        for item in received:
-            message = item.message
+        for message in received:
             key = (self.generation, message.message_id)
             if key in self.messages:
                 self.redeliveries += 1  # Pub/Sub's own redelivery: not a duplicate the pipeline made

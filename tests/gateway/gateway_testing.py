@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from google.api_core.exceptions import DeadlineExceeded
 from google.protobuf import json_format
 
 from localdev.gateway import DevelopmentLicense, GatewayProcess
+from localdev.pubsub_admin import PubSubAdmin
 from telemetry_events import pb
 from telemetry_events.ids import new_event_id
 
@@ -42,10 +42,9 @@ class PubSub:
     """Topics and subscriptions on the emulator, uniquely named, and pulling until IDs arrive."""
 
     def __init__(self) -> None:
-        from google.cloud import pubsub_v1
-
-        self.publisher = pubsub_v1.PublisherClient()
-        self.subscriber = pubsub_v1.SubscriberClient()
+        self._admin = PubSubAdmin()
+        self.publisher = self._admin.publisher
+        self.subscriber = self._admin.subscriber
 
     def topic(self, prefix: str) -> tuple[str, str]:
         """Creates a uniquely named topic and a subscription to it; returns (topic ID, subscription path)."""
@@ -54,11 +53,7 @@ class PubSub:
 
     def create(self, topic_id: str) -> str:
         """Creates the topic `topic_id` and its subscription `<topic_id>-sub`; returns the subscription path."""
-        topic = self.publisher.topic_path(PROJECT, topic_id)
-        self.publisher.create_topic(name=topic)
-        subscription = self.subscriber.subscription_path(PROJECT, topic_id + "-sub")
-        self.subscriber.create_subscription(name=subscription, topic=topic)
-        return subscription
+        return self._admin.create(PROJECT, topic_id, topic_id + "-sub")[1]
 
     def pull(self, subscription: str, expected_ids: Iterable[str], timeout: float = 20.0) -> dict[str, Received]:
         """Pulls (and acknowledges) until a message with each expected `event.id` has arrived."""
@@ -74,19 +69,9 @@ class PubSub:
 
     def pull_once(self, subscription: str, max_messages: int = 1000, timeout: float = 5.0) -> list[Received]:
         """One pull, acknowledged. The emulator holds an empty pull open: `timeout` cuts it short."""
-        try:
-            response = self.subscriber.pull(
-                request={"subscription": subscription, "max_messages": max_messages}, timeout=timeout, retry=None
-            )
-        except DeadlineExceeded:
-            return []
-        if response.received_messages:
-            self.subscriber.acknowledge(
-                request={"subscription": subscription, "ack_ids": [m.ack_id for m in response.received_messages]}
-            )
         return [
-            Received(json.loads(m.message.data), m.message.data, dict(m.message.attributes))
-            for m in response.received_messages
+            Received(json.loads(m.data), m.data, dict(m.attributes))
+            for m in self._admin.pull_once(subscription, max_messages, timeout)
         ]
 
     def drain(self, subscription: str, quiet_seconds: float = 1.0) -> list[Received]:
