@@ -268,6 +268,25 @@ def test_struct_values_render_as_json_format_does_with_go_numbers() -> None:
     assert '"deep":[3]' in text and '"list":[1,2.5,' in text
 
 
+def test_map_and_struct_keys_are_written_in_key_order_as_go_writes_them() -> None:
+    # Go's protojson ranges over a map (a Struct is one underneath) in GenericKeyOrder: strings by their bytes,
+    # so the same event is the same text in every process, whatever order its entries were set in.
+    event = pb.Event(id="x")
+    for key in ("zeta", "alpha", "Beta", "é", "a"):
+        event.parameters.metadata[key] = 1.0
+        event.feature_flags.flags[key] = "on"
+    event.parameters.private_metadata.update({"z": {"y": 1, "b": 2}, "a": 0})
+
+    written = json.loads(message_to_json(event))  # a dict keeps its keys in the order they were written
+
+    in_go_order = ["Beta", "a", "alpha", "zeta", "é"]  # byte order: upper case first, non-ASCII last
+    parameters = written["parameters"]
+    assert list(parameters["metadata"]) == in_go_order
+    assert list(written["featureFlags"]["flags"]) == in_go_order
+    assert list(parameters["privateMetadata"]) == ["a", "z"]
+    assert list(parameters["privateMetadata"]["z"]) == ["b", "y"]
+
+
 def test_whole_numbers_cast_to_an_integer_in_sql_as_the_reference_json_does(postgres_server) -> None:
     # Downstream SQL written for the reference's JSON takes the text of a value and casts it (BigQuery:
     # CAST(JSON_VALUE(data, '$.event.parameters.metadata.resultCount') AS INT64)); Postgres, the same way.
