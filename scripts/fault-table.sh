@@ -21,11 +21,13 @@ for arg in "$@"; do
     esac
 done
 
+# Every module that writes a row of the table (FaultTable): the scenarios, then the poison row and the scope.
+scenarios=(tests/faults/test_pipeline_faults.py tests/faults/test_poison_and_scope.py)
 rm -f build/fault-table.md
 if [ -n "$marker" ]; then
-    .venv/bin/pytest tests/faults/test_pipeline_faults.py -m "$marker" -q "${args[@]}"
+    .venv/bin/pytest "${scenarios[@]}" -m "$marker" -q "${args[@]}"
 else
-    .venv/bin/pytest tests/faults/test_pipeline_faults.py -q "${args[@]}"
+    .venv/bin/pytest "${scenarios[@]}" -q "${args[@]}"
 fi
 
 table=build/fault-table.md
