@@ -1,11 +1,18 @@
-"""Reading typed settings from the environment, failing with the variable's name on a bad value.
+"""Settings from the environment: each declared once, read typed, failing with the variable's name on a bad value.
 
-Each deployable keeps one frozen settings dataclass built with these readers, once, at start.
+A setting is declared once, as a `Setting` (its variable, default, range, meaning and the deployables that read
+it), in the module that owns the value. Each deployable's settings module builds its one frozen dataclass from
+those declarations, once, at start: the dataclass takes its defaults from them, and checks the rules between
+settings itself. The settings tables of README.md and docs/gateway.md are written from the same declarations by
+scripts/write_settings_tables.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from enum import StrEnum
+from typing import Generic, TypeVar
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
@@ -78,3 +85,85 @@ def _check_range(name: str, value: float, minimum: float | None, maximum: float 
         raise SettingError(f"{name}={value:g} is below the minimum of {minimum:g}")
     if maximum is not None and value > maximum:
         raise SettingError(f"{name}={value:g} is above the maximum of {maximum:g}")
+
+
+class Deployable(StrEnum):
+    FUNCTIONS = "functions"  # the three Cloud Functions and the telemetry-export command line
+    GATEWAY = "gateway"  # python -m gateway_run
+
+
+FUNCTIONS = frozenset({Deployable.FUNCTIONS})
+GATEWAY = frozenset({Deployable.GATEWAY})
+BOTH = FUNCTIONS | GATEWAY
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One environment variable, declared once: the value it gives when unset, its range, and what it means.
+
+    Attributes:
+        name: the environment variable.
+        default: the value when the variable is unset or blank, and the settings dataclass's field default.
+        meaning: one line, as the settings tables show it (the range is added to it there).
+        read_by: the deployables that read it.
+        shown_default: what the tables show as the default, where the value alone would mislead.
+    """
+
+    name: str
+    default: T
+    _: KW_ONLY
+    meaning: str
+    read_by: frozenset[Deployable]
+    shown_default: str = ""
+
+    def read(self, env: Mapping[str, str]) -> T:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Text(Setting[str]):
+    verbatim: bool = False  # kept as written, surrounding spaces included (a password)
+
+    def read(self, env: Mapping[str, str]) -> str:
+        if self.verbatim:
+            return env.get(self.name, "") or self.default
+        return text(env, self.name, self.default)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Flag(Setting[bool]):
+    def read(self, env: Mapping[str, str]) -> bool:
+        return flag(env, self.name, self.default)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Integer(Setting[int]):
+    minimum: int | None = None
+    maximum: int | None = None
+    unit: str = ""  # "bytes": the tables write sizes in KiB and MiB too
+    # Computes the default when the process starts (the tables then show `shown_default`); `default` stays the
+    # field default of a settings object built in code.
+    default_at_start: Callable[[], int] | None = None
+
+    def read(self, env: Mapping[str, str]) -> int:
+        default = self.default_at_start() if self.default_at_start else self.default
+        return integer(env, self.name, default, self.minimum, self.maximum)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Seconds(Setting[float]):
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def read(self, env: Mapping[str, str]) -> float:
+        return seconds(env, self.name, self.default, self.minimum, self.maximum)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Choice(Setting[str]):
+    allowed: tuple[str, ...]
+
+    def read(self, env: Mapping[str, str]) -> str:
+        return choice(env, self.name, self.default, self.allowed)

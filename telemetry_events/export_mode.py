@@ -6,16 +6,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from telemetry_events.envvars import SettingError, choice
-
-MODE_VARIABLE = "TELEMETRY_EXPORT_MODE"
-FEATURES_VARIABLE = "TELEMETRY_EXPORT_FEATURES"
+from telemetry_events.envvars import FUNCTIONS, Choice, SettingError, Text
 
 
 class ExportMode(StrEnum):
     ALL = "all"
     LISTED_FEATURES = "listed"
     DISABLED = "disabled"  # air-gapped instances: record locally, queue nothing
+
+
+EXPORT_MODE = Choice(
+    "TELEMETRY_EXPORT_MODE",
+    ExportMode.ALL.value,
+    allowed=tuple(mode.value for mode in ExportMode),
+    meaning=(
+        "which recorded events are queued: all, only the features of `TELEMETRY_EXPORT_FEATURES` (`listed`) or none "
+        "(`disabled`: air-gapped); applied again when exporting: queued rows outside it are withheld, not sent"
+    ),
+    read_by=FUNCTIONS,
+)
+EXPORT_FEATURES = Text(
+    "TELEMETRY_EXPORT_FEATURES",
+    "",
+    meaning="comma-separated features queued when the mode is `listed`",
+    read_by=FUNCTIONS,
+)
 
 
 @dataclass(frozen=True)
@@ -32,10 +47,10 @@ class ExportScope:
 
 
 def scope_from_env(env: Mapping[str, str]) -> ExportScope:
-    mode = ExportMode(choice(env, MODE_VARIABLE, ExportMode.ALL.value, tuple(m.value for m in ExportMode)))
-    features = frozenset(f.strip() for f in env.get(FEATURES_VARIABLE, "").split(",") if f.strip())
+    mode = ExportMode(EXPORT_MODE.read(env))
+    features = frozenset(f.strip() for f in EXPORT_FEATURES.read(env).split(",") if f.strip())
     if mode is ExportMode.LISTED_FEATURES and not features:
-        raise SettingError(f"{FEATURES_VARIABLE} must list at least one feature when {MODE_VARIABLE}=listed")
+        raise SettingError(f"{EXPORT_FEATURES.name} must list at least one feature when {EXPORT_MODE.name}=listed")
     if mode is not ExportMode.LISTED_FEATURES and features:
-        raise SettingError(f"{FEATURES_VARIABLE} is set but {MODE_VARIABLE}={mode.value} ignores it: use listed")
+        raise SettingError(f"{EXPORT_FEATURES.name} is set but {EXPORT_MODE.name}={mode.value} ignores it: use listed")
     return ExportScope(mode, features)

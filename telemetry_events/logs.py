@@ -8,6 +8,16 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from telemetry_events.envvars import BOTH, Choice
+
+LOG_LEVEL = Choice(
+    "LOG_LEVEL",
+    "info",
+    allowed=("debug", "info", "warning", "error"),
+    meaning="the least severe level logged, in upper or lower case",
+    read_by=BOTH,
+)
+
 _RESERVED = set(vars(logging.makeLogRecord({})))
 
 

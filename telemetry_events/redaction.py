@@ -16,10 +16,18 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from telemetry_events import pb
-from telemetry_events.envvars import SettingError
+from telemetry_events.envvars import BOTH, SettingError, Text
 from telemetry_events.validation import name_problem
 
-ALLOWLIST_VARIABLE = "TELEMETRY_ALLOWLIST"
+ALLOWLIST = Text(
+    "TELEMETRY_ALLOWLIST",
+    "",
+    meaning=(
+        "extra redaction allowlist, `feature::action::key1::key2,...` (`action` may be `*`), on top of the built-in "
+        "`example::example::testField`; give both deployables the same"
+    ),
+    read_by=BOTH,
+)
 ANY_ACTION = "*"
 NOT_A_STRING = "redacted: allowlisted value was not a string"
 
@@ -101,7 +109,7 @@ class RedactionPolicy:
 BUILTIN_ALLOWLIST = (AllowlistEntry("example", "example", frozenset({"testField"})),)
 
 
-def parse_allowlist(value: str, variable: str = ALLOWLIST_VARIABLE) -> tuple[AllowlistEntry, ...]:
+def parse_allowlist(value: str, variable: str = ALLOWLIST.name) -> tuple[AllowlistEntry, ...]:
     """Parses `feature::action::key1::key2,...`; raises SettingError naming `variable`."""
     entries = []
     for position, item in enumerate(value.split(","), start=1):
@@ -132,7 +140,7 @@ def policy_from(extra: tuple[AllowlistEntry, ...] = ()) -> RedactionPolicy:
 
 
 def policy_from_env(env: Mapping[str, str]) -> RedactionPolicy:
-    return policy_from(parse_allowlist(env.get(ALLOWLIST_VARIABLE, "")))
+    return policy_from(parse_allowlist(ALLOWLIST.read(env)))
 
 
 def _keep_string_keys(metadata, keys: frozenset[str]) -> None:  # metadata: google.protobuf.Struct

@@ -15,14 +15,46 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.dbapi
 
-from telemetry_events.envvars import SettingError
+from telemetry_events.envvars import FUNCTIONS, Choice, Flag, SettingError, Text
 
 Connection = pg8000.dbapi.Connection
 Cursor = pg8000.dbapi.Cursor
 DatabaseError = pg8000.dbapi.DatabaseError
 InterfaceError = pg8000.dbapi.InterfaceError
 
-IP_TYPES = ("public", "private", "psc")
+# Where the queue lives: a URL for a directly reachable Postgres, or a Cloud SQL instance (settings.py reads them).
+DATABASE_URL = Text(
+    "DATABASE_URL",
+    "postgresql://postgres@127.0.0.1:5432/telemetry",
+    meaning="direct Postgres connection (pg8000); `?host=/dir` for a Unix socket",
+    read_by=FUNCTIONS,
+)
+INSTANCE_CONNECTION_NAME = Text(
+    "INSTANCE_CONNECTION_NAME",
+    "",
+    meaning=(
+        "`project:region:instance`: connect through the Cloud SQL Python Connector instead of `DATABASE_URL` "
+        '(built lazily, `refresh_strategy="lazy"`)'
+    ),
+    read_by=FUNCTIONS,
+)
+DB_USER = Text("DB_USER", "", meaning="Cloud SQL user (required with `INSTANCE_CONNECTION_NAME`)", read_by=FUNCTIONS)
+DB_NAME = Text("DB_NAME", "telemetry", meaning="Cloud SQL database", read_by=FUNCTIONS)
+DB_PASSWORD = Text(
+    "DB_PASSWORD",
+    "",
+    verbatim=True,
+    meaning="Cloud SQL password (required unless `DB_IAM_AUTH=true`)",
+    read_by=FUNCTIONS,
+)
+DB_IAM_AUTH = Flag("DB_IAM_AUTH", False, meaning="Cloud SQL IAM database authentication", read_by=FUNCTIONS)
+DB_IP_TYPE = Choice(
+    "DB_IP_TYPE",
+    "public",
+    allowed=("public", "private", "psc"),
+    meaning="which IP address of the Cloud SQL instance to connect to",
+    read_by=FUNCTIONS,
+)
 
 
 def error_field(error: Exception, code: str) -> str:
@@ -49,7 +81,7 @@ class DatabaseSettings:
     name: str = ""
     password: str = ""
     iam_auth: bool = False
-    ip_type: str = "public"
+    ip_type: str = DB_IP_TYPE.default
 
     @property
     def uses_cloud_sql_connector(self) -> bool:
