@@ -71,7 +71,10 @@ def test_gateway_killed_mid_stream(make_pipeline: MakePipeline, fault_table: Fau
 
     pipeline.front.script = watch
 
-    exporter = pipeline.start_exporter()
+    # A budget no loaded machine can use up before the fault: the run must still be claiming when the
+    # gateway dies (with the harness' 3 s it could stop on "time budget" first and prove nothing). The
+    # run releases its rows when the gateway dies, so the longer lease this implies costs no wait.
+    exporter = pipeline.start_exporter(TELEMETRY_EXPORT_FUNCTION_TIMEOUT="60")
     pipeline.wait_mid_run(exporter, exported_at_least=BATCH)
     armed.set()
     assert publishing.wait(30), "the gateway published nothing more after the first batch"
