@@ -21,8 +21,8 @@ for arg in "$@"; do
     esac
 done
 
-# Every module that writes a row of the table (FaultTable): the scenarios, then the poison row and the scope.
-scenarios=(tests/faults/test_pipeline_faults.py tests/faults/test_poison_and_scope.py)
+# Every module that writes a row of the table (FaultTable): the scenarios, the poison row and the scope, the fleet.
+scenarios=(tests/faults/test_pipeline_faults.py tests/faults/test_poison_and_scope.py tests/faults/test_fleet.py)
 rm -f build/fault-table.md
 if [ -n "$marker" ]; then
     .venv/bin/pytest "${scenarios[@]}" -m "$marker" -q "${args[@]}"
