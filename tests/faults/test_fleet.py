@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -80,39 +80,12 @@ IN_TURN = FleetSize(
 )
 # Overloaded, as in the reproduction: a 3 s RPC timeout, and rounds of the streams (about 4 s) longer than
 # it: without "busy" the exporters would take the gateway for stuck.
-OVERLOADED = FleetSize(
-    batch=100,
-    big=1_200,
-    small=150,
-    publish_delay=0.2,
-    rpc_timeout=3,
-    queue_wait=1,
-    publish_timeout=1.5,
-    overloaded=True,
-)
-# The issue's own sizes with the default timeouts (a 60 s RPC timeout, a 10 s queue wait, a 30 s publish
-# timeout): rounds of about 7 s, within the queue wait.
-ISSUE_IN_TURN = FleetSize(
-    batch=1_000,
-    big=12_000,
-    small=1_500,
-    publish_delay=0.25,
-    rpc_timeout=60,
-    queue_wait=10,
-    publish_timeout=30,
-    overloaded=False,
-)
-# The issue's own sizes, overloaded as in the reproduction: rounds of about 7 s against a 1 s queue wait.
-ISSUE_OVERLOADED = FleetSize(
-    batch=1_000,
-    big=12_000,
-    small=1_500,
-    publish_delay=0.25,
-    rpc_timeout=3,
-    queue_wait=1,
-    publish_timeout=1.5,
-    overloaded=True,
-)
+OVERLOADED = replace(IN_TURN, publish_delay=0.2, rpc_timeout=3, queue_wait=1, publish_timeout=1.5, overloaded=True)
+# The issue's own sizes: rounds of about 7 s. Served in turn with the default timeouts (a 60 s RPC timeout,
+# a 10 s queue wait, a 30 s publish timeout); overloaded with the reproduction's.
+ISSUES_SIZES = {"batch": 1_000, "big": 12_000, "small": 1_500, "publish_delay": 0.25}
+ISSUE_IN_TURN = replace(IN_TURN, **ISSUES_SIZES, rpc_timeout=60, queue_wait=10, publish_timeout=30)
+ISSUE_OVERLOADED = replace(OVERLOADED, **ISSUES_SIZES)
 
 
 class Throttle:
