@@ -20,24 +20,10 @@ from telemetry_export.gateway_errors import (
     describe,
 )
 
+from .call_status import Status
+
 C = grpc.StatusCode
 DETAILS_KEY = "grpc-status-details-bin"
-
-
-class Status(grpc.RpcError):
-    """A finished call's status, as the reader thread receives it."""
-
-    def __init__(self, code, details, trailers=()):
-        self._code, self._details, self._trailers = code, details, trailers
-
-    def code(self):
-        return self._code
-
-    def details(self):
-        return self._details
-
-    def trailing_metadata(self):
-        return self._trailers
 
 
 class StatusWithoutTrailers(grpc.RpcError):
