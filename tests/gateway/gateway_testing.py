@@ -252,13 +252,7 @@ class OpenStream:
 
     def finish_when_ended(self) -> StreamResult:
         """Sends nothing more, without closing the sending side, and reads until the server ends the stream."""
-        result = StreamResult()
-        try:
-            for raw in self._responses:
-                result.responses.append(pb.RecordEventsResponse.FromString(raw))
-        except grpc.RpcError as error:
-            result.code, result.details = error.code(), error.details() or ""
-            result.error = error
+        result = self._read_to_end()
         self._outbox.put(None)
         self._channel.close()
         return result
@@ -266,6 +260,12 @@ class OpenStream:
     def finish(self) -> StreamResult:
         """Closes the sending side and reads whatever is left, with the final status."""
         self._outbox.put(None)
+        result = self._read_to_end()
+        self._channel.close()
+        return result
+
+    def _read_to_end(self) -> StreamResult:
+        """Every response still to come, and the status the stream ended with."""
         result = StreamResult()
         try:
             for raw in self._responses:
@@ -273,7 +273,6 @@ class OpenStream:
         except grpc.RpcError as error:
             result.code, result.details = error.code(), error.details() or ""
             result.error = error
-        self._channel.close()
         return result
 
 
@@ -306,3 +305,11 @@ def gateway_env(dev_license: DevelopmentLicense, service_token: ServiceToken, **
     }
     env.update(extra)
     return env
+
+
+def dev_gateway_env(dev_license: DevelopmentLicense, service_token: ServiceToken, **extra: str) -> dict[str, str]:
+    """gateway_env for a development-mode gateway (each message logged, not published: no Pub/Sub needed) with no
+    worker processes (threads in the gateway process instead)."""
+    return gateway_env(
+        dev_license, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0", **extra
+    )

@@ -19,8 +19,8 @@ import pytest
 from gateway_testing import (
     OpenStream,
     ServiceToken,
+    dev_gateway_env,
     events_request,
-    gateway_env,
     licensed_metadata,
     make_event,
 )
@@ -44,11 +44,9 @@ EARLY = 0.8
 
 @pytest.fixture(scope="module")
 def limited(dev_license: DevelopmentLicense, service_token: ServiceToken) -> Iterator[GatewayProcess]:
-    env = gateway_env(
+    env = dev_gateway_env(
         dev_license,
         service_token,
-        TELEMETRY_GATEWAY_DEV_MODE="true",
-        TELEMETRY_GATEWAY_WORKERS="0",
         TELEMETRY_GATEWAY_HANDSHAKE_TIMEOUT=str(HANDSHAKE_TIMEOUT),
         TELEMETRY_GATEWAY_CONNECTION_IDLE_TIMEOUT=str(CONNECTION_IDLE_TIMEOUT),
         TELEMETRY_GATEWAY_KEEPALIVE_TIME=str(KEEPALIVE_TIME),
@@ -172,11 +170,9 @@ def test_a_client_that_pings_too_often_is_sent_away(limited) -> None:
 def test_a_connection_is_sent_away_at_its_maximum_age_and_closed_after_the_grace(
     dev_license: DevelopmentLicense, service_token: ServiceToken
 ) -> None:
-    env = gateway_env(
+    env = dev_gateway_env(
         dev_license,
         service_token,
-        TELEMETRY_GATEWAY_DEV_MODE="true",
-        TELEMETRY_GATEWAY_WORKERS="0",
         TELEMETRY_GATEWAY_MAX_CONNECTION_AGE="2",
         TELEMETRY_GATEWAY_MAX_CONNECTION_AGE_GRACE="1",
     )

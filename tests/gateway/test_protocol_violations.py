@@ -17,8 +17,8 @@ from gateway_testing import (
     INSTANCE_ID,
     Gateway,
     ServiceToken,
+    dev_gateway_env,
     events_request,
-    gateway_env,
     licensed_metadata,
     make_event,
     managed_metadata,
@@ -261,11 +261,9 @@ def test_batches_accepted_before_a_violation_are_still_answered(gateway: Gateway
 def test_a_gateway_without_public_key_or_unlicensed_permission_refuses_both(
     dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
-    env = gateway_env(
+    env = dev_gateway_env(
         dev_license,
         service_token,
-        TELEMETRY_GATEWAY_DEV_MODE="true",
-        TELEMETRY_GATEWAY_WORKERS="0",
         TELEMETRY_GATEWAY_LICENSE_PUBLIC_KEY="",
         TELEMETRY_GATEWAY_ALLOW_UNLICENSED="false",
     )

@@ -13,6 +13,7 @@ from gateway_testing import (
     OpenStream,
     PubSub,
     ServiceToken,
+    dev_gateway_env,
     event_dict,
     events_request,
     gateway_env,
@@ -219,7 +220,7 @@ def test_in_process_workers_publish_the_same_way(
 def test_development_mode_logs_each_payload_instead_of_publishing(
     dev_license: DevelopmentLicense, service_token: ServiceToken, license_key: str
 ) -> None:
-    env = gateway_env(dev_license, service_token, TELEMETRY_GATEWAY_DEV_MODE="true", TELEMETRY_GATEWAY_WORKERS="0")
+    env = dev_gateway_env(dev_license, service_token)
     env["GOOGLE_CLOUD_PROJECT"] = ""
     event = make_event(7)
 
