@@ -20,6 +20,7 @@ from gateway_testing import (
     OpenStream,
     PubSub,
     ServiceToken,
+    StreamResult,
     events_request,
     gateway_env,
     licensed_metadata,
@@ -80,6 +81,15 @@ def stream_line(gateway: GatewayProcess) -> dict:
     return [r for r in gateway.log_records() if r.get("message") == "RecordEvents stream ended"][-1]
 
 
+def one_batch(rig: Rig, license_key: str, events: list[pb.Event]) -> tuple[pb.RecordEventsResponse, StreamResult]:
+    """A licensed stream sending one batch: its answer, then how the stream ended once the sending side closed."""
+    stream = OpenStream(rig.gateway.address)
+    stream.send(licensed_metadata(license_key))
+    stream.send(events_request(events))
+    answer = stream.receive()
+    return answer, stream.finish()
+
+
 def test_pubsub_refusing_one_whole_request_leaves_exactly_its_events_unacknowledged(
     rig_factory: Callable[..., Rig], pubsub: PubSub, license_key: str
 ) -> None:
@@ -126,11 +136,7 @@ def test_a_dead_letter_that_pubsub_refuses_is_not_acknowledged(
     rig.front.script = lambda call: Action.REFUSE if call.topic.endswith(rig.deadletter_topic) else Action.FORWARD
     valid, invalid = make_event(1), make_event(2, feature="Not Valid")
 
-    result = OpenStream(rig.gateway.address)
-    result.send(licensed_metadata(license_key))
-    result.send(events_request([valid, invalid]))
-    answer = result.receive()
-    ended = result.finish()
+    answer, ended = one_batch(rig, license_key, [valid, invalid])
 
     assert ended.code == grpc.StatusCode.OK, ended.details
     assert list(answer.succeeded_events) == [valid.id]  # the invalid event comes back, to be dead-lettered then
@@ -176,11 +182,7 @@ def test_without_a_dead_letter_topic_an_unpublishable_event_is_logged_and_acknow
     rig = rig_factory(deadletter=False)
     valid, invalid = make_event(1), make_event(2, feature="Not Valid")
 
-    stream = OpenStream(rig.gateway.address)
-    stream.send(licensed_metadata(license_key))
-    stream.send(events_request([valid, invalid]))
-    answer = stream.receive()
-    ended = stream.finish()
+    answer, ended = one_batch(rig, license_key, [valid, invalid])
 
     assert ended.code == grpc.StatusCode.OK, ended.details
     assert list(answer.succeeded_events) == [valid.id, invalid.id]  # it would only come back forever
