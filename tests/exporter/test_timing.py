@@ -115,6 +115,20 @@ def _run(conn, gateway_url: str, clock=time.monotonic, **overrides):
     return run_export(conn, settings, POLICY, lambda: open_channel(target), clock=clock)
 
 
+def _run_on_virtual_clock(conn, scripted, claims: ClaimLog, batch_seconds: float, function_timeout_seconds: int):
+    """A run of 100-row batches with a 10 s margin, on a virtual clock each claim advances by `batch_seconds`."""
+    claims.clock = VirtualClock()
+    claims.batch_seconds = batch_seconds
+    return _run(
+        conn,
+        scripted().url,
+        clock=claims.clock,
+        batch_size=100,
+        function_timeout_seconds=function_timeout_seconds,
+        deadline_margin_seconds=10,
+    )
+
+
 def _rows(conn) -> dict[str, tuple[int, str | None]]:
     """Each row's attempts and last error."""
     cursor = conn.cursor()
@@ -126,18 +140,10 @@ def _rows(conn) -> dict[str, tuple[int, str | None]]:
 
 def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, scripted, claims, streams):
     record_samples(conn, 1_000, seed=71)
-    clock = claims.clock = VirtualClock()
-    claims.batch_seconds = 20.0  # every batch takes 20 s of the run's time
-    # A budget of 90 s (100 s less a 10 s margin): batches claimed with 90, 70 and 50 s left; with
-    # 30 s left, less than twice the slowest batch (40 s), the run stops claiming.
-    report = _run(
-        conn,
-        scripted().url,
-        clock=clock,
-        batch_size=100,
-        function_timeout_seconds=100,
-        deadline_margin_seconds=10,
-    )
+    # Every batch takes 20 s of the run's time. A budget of 90 s (100 s less the 10 s margin): batches
+    # claimed with 90, 70 and 50 s left; with 30 s left, less than twice the slowest batch (40 s), the
+    # run stops claiming.
+    report = _run_on_virtual_clock(conn, scripted, claims, batch_seconds=20.0, function_timeout_seconds=100)
     assert report.stopped_because == "time budget"
     assert claims.made == [(90.0, 100), (70.0, 100), (50.0, 100)]
     assert (report.exported, report.batches, report.remaining) == (300, 3, 700)
@@ -150,16 +156,8 @@ def test_claiming_stops_once_less_than_twice_the_slowest_batch_is_left(conn, scr
 
 def test_with_under_a_second_left_no_batch_is_claimed_however_fast_they_were(conn, scripted, claims):
     record_samples(conn, 1_000, seed=72)
-    clock = claims.clock = VirtualClock()
-    claims.batch_seconds = 0.25  # fast batches: the floor of 1 s decides
-    report = _run(
-        conn,
-        scripted().url,
-        clock=clock,
-        batch_size=100,
-        function_timeout_seconds=12,
-        deadline_margin_seconds=10,
-    )
+    # Fast batches (0.25 s each): the floor of 1 s decides.
+    report = _run_on_virtual_clock(conn, scripted, claims, batch_seconds=0.25, function_timeout_seconds=12)
     assert report.stopped_because == "time budget"
     assert [left for left, _ in claims.made] == [2.0, 1.75, 1.5, 1.25, 1.0]
     assert report.exported == 500
