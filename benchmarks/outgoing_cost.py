@@ -35,6 +35,16 @@ from telemetry_export.store.connection import Connection, Connections, DatabaseS
 POLICY = policy_from()
 
 
+def _checked(row_id: str, payload: bytes) -> pb.Event:
+    """The re-check up to redaction: parsed, unknown fields dropped, the ID and the event rules checked."""
+    event = pb.Event()
+    event.ParseFromString(payload)
+    event.DiscardUnknownFields()
+    canonical_uuid(event.id) == row_id  # noqa: B015 - measured, not used
+    event_problems(event, id_checked=True)
+    return event
+
+
 def _steps(rows: list[tuple[str, bytes]]) -> dict[str, Callable[[], object]]:
     """The re-check, one step more each time (the last is outgoing() itself)."""
 
@@ -50,20 +60,11 @@ def _steps(rows: list[tuple[str, bytes]]) -> dict[str, Callable[[], object]]:
 
     def checks():
         for row_id, payload in rows:
-            event = pb.Event()
-            event.ParseFromString(payload)
-            event.DiscardUnknownFields()
-            canonical_uuid(event.id) == row_id  # noqa: B015 - measured, not used
-            event_problems(event, id_checked=True)
+            _checked(row_id, payload)
 
     def serialize():
         for row_id, payload in rows:
-            event = pb.Event()
-            event.ParseFromString(payload)
-            event.DiscardUnknownFields()
-            canonical_uuid(event.id) == row_id  # noqa: B015 - measured, not used
-            event_problems(event, id_checked=True)
-            POLICY.redact(event).SerializeToString(deterministic=True) == payload  # noqa: B015
+            POLICY.redact(_checked(row_id, payload)).SerializeToString(deterministic=True) == payload  # noqa: B015
 
     def whole():
         for row_id, payload in rows:
