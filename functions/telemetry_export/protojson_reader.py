@@ -327,15 +327,8 @@ def _struct_value(value: Any, budget: int) -> Any:
     kind = type(value)
     if kind is str or kind is bool or value is None:
         return value
-    if kind is float:
-        if value - value != 0:
-            raise _GiveUp  # an infinity or NaN from a non-standard literal
-        return value
-    if kind is int:
-        try:
-            return float(value)  # correctly rounded, as json_format converts it
-        except OverflowError:
-            raise _GiveUp from None
+    if kind is float or kind is int:
+        return _read_double(value)  # a Value's number is a double
     if kind is dict:
         return _struct(value, budget - 1)
     if kind is list:
