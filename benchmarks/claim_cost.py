@@ -57,9 +57,7 @@ WHERE queue.id = claimable.id"""
 def _sorted_by_client(cursor: Cursor, limit: int, lease: float, owner: str) -> list[ClaimedRow]:
     """The claim as the store did it before: an epoch column to sort on in Python."""
     cursor.execute(
-        _CLAIMABLE
-        + _LEASE
-        + " RETURNING queue.id::text, queue.payload_pb, queue.attempts,"
+        _CLAIMABLE + _LEASE + " RETURNING queue.id::text, queue.payload_pb, queue.attempts,"
         " (extract(epoch FROM queue.timestamp) * 1000000)::bigint",
         (uuid_array(()), limit, lease, owner),
     )

@@ -108,9 +108,7 @@ def import_ms(argv: list[str], env: dict[str, str]) -> float:
     return total / 1000
 
 
-def measure(
-    label: str, argv: list[str], env: dict[str, str], runs: int, baseline: float, before=lambda: None
-) -> None:
+def measure(label: str, argv: list[str], env: dict[str, str], runs: int, baseline: float, before=lambda: None) -> None:
     cpus, loaded, modules, import_wall = [], "", [], []
     for _ in range(runs):
         before()

@@ -116,4 +116,3 @@ def test_the_functions_cold_start_loads_no_grpc_until_an_export_runs():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "flask,pg8000"  # cleanup and metrics share main.py: they never pay for grpc
-

@@ -15,10 +15,7 @@ JOB_MODULES = (
 
 
 def loaded_after_importing(modules: tuple[str, ...], watched: tuple[str, ...]) -> list[str]:
-    code = (
-        f"import sys; import {', '.join(modules)}; "
-        f"print(','.join(m for m in {watched!r} if m in sys.modules))"
-    )
+    code = f"import sys; import {', '.join(modules)}; print(','.join(m for m in {watched!r} if m in sys.modules))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return [name for name in result.stdout.strip().split(",") if name]
 

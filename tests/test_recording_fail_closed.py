@@ -30,6 +30,7 @@ from tests.wire_bytes import END_GROUP, FIXED64, START_GROUP, VARINT, delimited,
 POLICY = policy_from()  # built in: example/example may send its private key testField
 ALL = ExportScope()
 
+
 def _field(number: int, trick: str, canary: bytes) -> bytes:
     """One field numbered `number` carrying `canary`, encoded with the wire type `trick` names."""
     if trick == "delimited":
