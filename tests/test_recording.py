@@ -172,6 +172,22 @@ def test_batches_larger_than_a_chunk_are_written_whole(conn):
     assert _rows(conn, "SELECT count(*) FROM telemetry_events_export_queue") == [[2_503]]
 
 
+def test_a_chunk_larger_than_one_piece_of_copy_data_arrives_byte_for_byte(conn):
+    # Each event carries 3 KB of private metadata (kept in event_logs, stripped from the queue): 600
+    # of them make about 1.8 MB of event_logs COPY text, sent in 1 MiB pieces whose seam falls in a row.
+    events = list(sample_events(600, seed=8))
+    for n, event in enumerate(events):
+        event.parameters.private_metadata.fields["blob"].string_value = f"{n:05d}" + "é" * 1_500
+    record_events(conn, events, POLICY, ALL, chunk_size=600)
+
+    stored = dict(_rows(conn, "SELECT id::text, payload_pb FROM telemetry_events_export_queue"))
+    assert {event_id: bytes(payload) for event_id, payload in stored.items()} == {
+        event.id: POLICY.redacted_bytes(event) for event in events
+    }
+    logged = dict(_rows(conn, "SELECT event_id::text, argument->>'blob' FROM event_logs"))
+    assert logged == {event.id: f"{n:05d}" + "é" * 1_500 for n, event in enumerate(events)}
+
+
 def test_text_that_postgres_cannot_store_is_replaced_in_the_local_view_only(conn):
     event = next(sample_events(1))
     event.source.client.name = "bad\x00name\nwith\\escapes"

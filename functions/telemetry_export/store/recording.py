@@ -11,7 +11,6 @@ Rows arrive as COPY text lines, built once per event by `event_log_line` and `qu
 
 from __future__ import annotations
 
-import io
 import re
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -73,9 +72,18 @@ class DuplicateRecorded(Exception):
     """One of the chunk's IDs is already recorded (earlier, or by a concurrent writer)."""
 
 
-def _stream(lines: list[str]) -> io.BytesIO:
+# COPY data goes out in pieces this large. pg8000 reads a file-like stream 8 KiB at a time and
+# flushes each piece: every flush gives up the GIL, and the writer thread gets it back only when
+# the thread preparing the next chunk lets go (after up to 5 ms, Python's switch interval), so
+# recording crawled and the two threads took turns instead of overlapping. A list of large pieces
+# is sent with a handful of flushes per chunk.
+_COPY_PIECE_BYTES = 1 << 20
+
+
+def _stream(lines: list[str]) -> list[memoryview]:
     text = "\n".join(lines)
-    return io.BytesIO(f"{text}\n".encode())
+    data = memoryview(f"{text}\n".encode())
+    return [data[start : start + _COPY_PIECE_BYTES] for start in range(0, len(data), _COPY_PIECE_BYTES)]
 
 
 _NULL = "\\N"
