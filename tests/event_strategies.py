@@ -1,4 +1,5 @@
-"""Hypothesis strategies for valid events whose content is as odd as a careless or hostile caller makes it."""
+"""Hypothesis strategies for events: valid ones whose content is as odd as a careless or hostile caller makes it
+(`valid_events`), and any event whatsoever (`any_events`)."""
 
 from __future__ import annotations
 
@@ -75,4 +76,68 @@ def valid_events(draw: st.DrawFn, finite: bool = False) -> pb.Event:
             event.interaction.trace_id = draw(odd_texts)
         if draw(st.booleans()):
             event.interaction.geolocation.country_code = draw(odd_texts)
+    return event
+
+
+any_texts = st.text(max_size=20)
+extreme_doubles = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
+    [0.0, -0.0, 1e300, 5e-324, 2.0**53 + 1, 1e-6, 9.99e-7, 1e21, 9.999999999999999e20, 1e16, 1e-5, 12.0]
+)
+any_json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | any_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_texts, inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@st.composite
+def any_events(draw: st.DrawFn, nan: bool = True) -> pb.Event:
+    """Any event whatsoever: IDs and names any text, timestamps beyond protojson's years 1 to 9999, extreme
+    doubles. Without `nan`, no NaN anywhere (a message holding one is not equal to itself)."""
+    event = pb.Event(id=draw(any_texts), feature=draw(any_texts), action=draw(any_texts))
+    if draw(st.booleans()):
+        # Including values outside protojson's range (years 1 to 9999), which both must refuse.
+        event.timestamp.seconds = draw(st.integers(-70_000_000_000, 260_000_000_000))
+        event.timestamp.nanos = draw(st.integers(0, 999_999_999) | st.sampled_from([0, 1_000_000, 123_000]))
+    if draw(st.booleans()):
+        event.source.server.version = draw(any_texts)
+        if draw(st.booleans()):
+            event.source.client.name = draw(any_texts)
+            if draw(st.booleans()):
+                event.source.client.version = draw(any_texts)
+    parameters = event.parameters
+    parameters.version = draw(st.integers(-(2**31), 2**31 - 1))
+    parameters.legacy_metadata.update(draw(st.dictionaries(any_texts, int64s, max_size=4)))
+    numbers = extreme_doubles if nan else extreme_doubles.filter(lambda value: value == value)
+    parameters.metadata.update(draw(st.dictionaries(any_texts, numbers, max_size=4)))
+    if draw(st.booleans()):
+        parameters.private_metadata.update(draw(st.dictionaries(any_texts, any_json_values, max_size=4)))
+    if draw(st.booleans()):
+        nonfinite = [math.inf, math.nan] if nan else [math.inf]
+        parameters.private_metadata.fields["nonfinite"].number_value = draw(st.sampled_from(nonfinite))
+    if draw(st.booleans()):
+        parameters.billing_metadata.product = draw(any_texts)
+        parameters.billing_metadata.category = draw(any_texts)
+    if draw(st.booleans()):
+        event.user.SetInParent()
+        if draw(st.booleans()):
+            event.user.user_id = draw(int64s)
+        if draw(st.booleans()):
+            event.user.anonymous_user_id = draw(any_texts)
+        if draw(st.booleans()):
+            event.user.sams_external_id = draw(any_texts)
+    if draw(st.booleans()):
+        event.feature_flags.flags.update(draw(st.dictionaries(any_texts, any_texts, max_size=4)))
+        event.feature_flags.SetInParent()
+    if draw(st.booleans()):
+        event.marketing_tracking.SetInParent()
+        for name in ("url", "first_source_url", "cohort_id", "referrer", "session_referrer"):
+            if draw(st.booleans()):
+                setattr(event.marketing_tracking, name, draw(any_texts))
+    if draw(st.booleans()):
+        event.interaction.SetInParent()
+        if draw(st.booleans()):
+            event.interaction.trace_id = draw(any_texts)
+        if draw(st.booleans()):
+            event.interaction.geolocation.country_code = draw(any_texts)
     return event

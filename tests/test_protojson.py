@@ -17,65 +17,7 @@ from hypothesis import strategies as st
 from telemetry_events import pb
 from telemetry_events.protojson import EncodeError, dumps, message_to_dict, message_to_json
 
-texts = st.text(max_size=20)
-int64s = st.integers(-(2**63), 2**63 - 1)
-doubles = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from(
-    [0.0, -0.0, 1e300, 5e-324, 2.0**53 + 1, 1e-6, 9.99e-7, 1e21, 9.999999999999999e20, 1e16, 1e-5, 12.0]
-)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.floats(allow_nan=False, allow_infinity=False) | texts,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts, inner, max_size=3),
-    max_leaves=10,
-)
-
-
-@st.composite
-def events(draw: st.DrawFn) -> pb.Event:
-    event = pb.Event(id=draw(texts), feature=draw(texts), action=draw(texts))
-    if draw(st.booleans()):
-        # Including values outside protojson's range (years 1 to 9999), which both must refuse.
-        event.timestamp.seconds = draw(st.integers(-70_000_000_000, 260_000_000_000))
-        event.timestamp.nanos = draw(st.integers(0, 999_999_999) | st.sampled_from([0, 1_000_000, 123_000]))
-    if draw(st.booleans()):
-        event.source.server.version = draw(texts)
-        if draw(st.booleans()):
-            event.source.client.name = draw(texts)
-            if draw(st.booleans()):
-                event.source.client.version = draw(texts)
-    parameters = event.parameters
-    parameters.version = draw(st.integers(-(2**31), 2**31 - 1))
-    parameters.legacy_metadata.update(draw(st.dictionaries(texts, int64s, max_size=4)))
-    parameters.metadata.update(draw(st.dictionaries(texts, doubles, max_size=4)))
-    if draw(st.booleans()):
-        parameters.private_metadata.update(draw(st.dictionaries(texts, json_values, max_size=4)))
-    if draw(st.booleans()):
-        parameters.private_metadata.fields["nonfinite"].number_value = draw(st.sampled_from([math.inf, math.nan]))
-    if draw(st.booleans()):
-        parameters.billing_metadata.product = draw(texts)
-        parameters.billing_metadata.category = draw(texts)
-    if draw(st.booleans()):
-        event.user.SetInParent()
-        if draw(st.booleans()):
-            event.user.user_id = draw(int64s)
-        if draw(st.booleans()):
-            event.user.anonymous_user_id = draw(texts)
-        if draw(st.booleans()):
-            event.user.sams_external_id = draw(texts)
-    if draw(st.booleans()):
-        event.feature_flags.flags.update(draw(st.dictionaries(texts, texts, max_size=4)))
-        event.feature_flags.SetInParent()
-    if draw(st.booleans()):
-        event.marketing_tracking.SetInParent()
-        for name in ("url", "first_source_url", "cohort_id", "referrer", "session_referrer"):
-            if draw(st.booleans()):
-                setattr(event.marketing_tracking, name, draw(texts))
-    if draw(st.booleans()):
-        event.interaction.SetInParent()
-        if draw(st.booleans()):
-            event.interaction.trace_id = draw(texts)
-        if draw(st.booleans()):
-            event.interaction.geolocation.country_code = draw(texts)
-    return event
+from .event_strategies import any_events
 
 
 def go_protojson_number(x: float) -> str:
@@ -163,7 +105,7 @@ def same(left: Any, right: Any) -> bool:
 
 
 @settings(max_examples=400, deadline=None)
-@given(events())
+@given(any_events())
 def test_any_event_renders_exactly_as_message_to_dict(event: pb.Event) -> None:
     expected = reference(event)
 
