@@ -50,32 +50,7 @@ def valid_events(draw: st.DrawFn, finite: bool = False) -> pb.Event:
         parameters.private_metadata.SetInParent()
         if not finite and draw(st.booleans()):
             parameters.private_metadata.fields["odd"].number_value = draw(st.sampled_from([math.inf, math.nan]))
-    if draw(st.booleans()):
-        parameters.billing_metadata.SetInParent()
-        parameters.billing_metadata.product = draw(odd_texts)
-        parameters.billing_metadata.category = draw(odd_texts)
-    if draw(st.booleans()):
-        event.user.SetInParent()
-        if draw(st.booleans()):
-            event.user.user_id = draw(int64s)
-        if draw(st.booleans()):
-            event.user.anonymous_user_id = draw(odd_texts)
-        if draw(st.booleans()):
-            event.user.sams_external_id = draw(odd_texts)
-    if draw(st.booleans()):
-        event.feature_flags.SetInParent()
-        event.feature_flags.flags.update(draw(st.dictionaries(odd_texts, odd_texts, max_size=3)))
-    if draw(st.booleans()):
-        event.marketing_tracking.SetInParent()
-        for name in pb.EventMarketingTracking.DESCRIPTOR.fields_by_name:
-            if draw(st.booleans()):
-                setattr(event.marketing_tracking, name, draw(odd_texts))
-    if draw(st.booleans()):
-        event.interaction.SetInParent()
-        if draw(st.booleans()):
-            event.interaction.trace_id = draw(odd_texts)
-        if draw(st.booleans()):
-            event.interaction.geolocation.country_code = draw(odd_texts)
+    _add_context(draw, event, odd_texts)
     return event
 
 
@@ -115,29 +90,36 @@ def any_events(draw: st.DrawFn, nan: bool = True) -> pb.Event:
     if draw(st.booleans()):
         nonfinite = [math.inf, math.nan] if nan else [math.inf]
         parameters.private_metadata.fields["nonfinite"].number_value = draw(st.sampled_from(nonfinite))
+    _add_context(draw, event, any_texts)
+    return event
+
+
+def _add_context(draw: st.DrawFn, event: pb.Event, texts: st.SearchStrategy[str]) -> None:
+    """Billing, user, feature flags, marketing tracking and interaction, each present or not."""
+    parameters = event.parameters
     if draw(st.booleans()):
-        parameters.billing_metadata.product = draw(any_texts)
-        parameters.billing_metadata.category = draw(any_texts)
+        parameters.billing_metadata.SetInParent()
+        parameters.billing_metadata.product = draw(texts)
+        parameters.billing_metadata.category = draw(texts)
     if draw(st.booleans()):
         event.user.SetInParent()
         if draw(st.booleans()):
             event.user.user_id = draw(int64s)
         if draw(st.booleans()):
-            event.user.anonymous_user_id = draw(any_texts)
+            event.user.anonymous_user_id = draw(texts)
         if draw(st.booleans()):
-            event.user.sams_external_id = draw(any_texts)
+            event.user.sams_external_id = draw(texts)
     if draw(st.booleans()):
-        event.feature_flags.flags.update(draw(st.dictionaries(any_texts, any_texts, max_size=4)))
         event.feature_flags.SetInParent()
+        event.feature_flags.flags.update(draw(st.dictionaries(texts, texts, max_size=3)))
     if draw(st.booleans()):
         event.marketing_tracking.SetInParent()
-        for name in ("url", "first_source_url", "cohort_id", "referrer", "session_referrer"):
+        for name in pb.EventMarketingTracking.DESCRIPTOR.fields_by_name:
             if draw(st.booleans()):
-                setattr(event.marketing_tracking, name, draw(any_texts))
+                setattr(event.marketing_tracking, name, draw(texts))
     if draw(st.booleans()):
         event.interaction.SetInParent()
         if draw(st.booleans()):
-            event.interaction.trace_id = draw(any_texts)
+            event.interaction.trace_id = draw(texts)
         if draw(st.booleans()):
-            event.interaction.geolocation.country_code = draw(any_texts)
-    return event
+            event.interaction.geolocation.country_code = draw(texts)
