@@ -80,7 +80,11 @@ IN_TURN = FleetSize(
 )
 # Overloaded, as in the reproduction: a 3 s RPC timeout, and rounds of the streams (about 4 s) longer than
 # it: without "busy" the exporters would take the gateway for stuck.
-OVERLOADED = replace(IN_TURN, publish_delay=0.2, rpc_timeout=3, queue_wait=1, publish_timeout=1.5, overloaded=True)
+# Half the big backlog and one batch per small instance: the order is not checked here, and fewer turns keep
+# the default suite short.
+OVERLOADED = replace(
+    IN_TURN, big=600, small=100, publish_delay=0.2, rpc_timeout=3, queue_wait=1, publish_timeout=1.5, overloaded=True
+)
 # The issue's own sizes: rounds of about 6 s. Served in turn with the default timeouts (a 60 s RPC timeout,
 # a 10 s queue wait, a 30 s publish timeout); overloaded with the reproduction's.
 ISSUES_SIZES = {"batch": 1_000, "big": 12_000, "small": 1_500, "publish_delay": 0.1}
