@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.redaction import RedactionPolicy
 from telemetry_events.validation import InvalidEventError
-from telemetry_export.cli.context import CommandFailed, Progress, database, non_negative_int, positive_int, settings
+from telemetry_export.cli.context import CommandFailed, Progress, database, positive_int, settings
 from telemetry_export.event_files import (
     BLOCK_LINES,
     EventFileError,
@@ -41,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="random seed for --sample, for repeatable content")
     parser.add_argument(
         "--jobs",
-        type=non_negative_int,
+        type=_readers,
         default=os.cpu_count() or 1,
         metavar="N",
         help=(
@@ -51,6 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.set_defaults(run=run)
+
+
+def _readers(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return number
 
 
 def run(args: argparse.Namespace) -> int:
