@@ -7,7 +7,8 @@ Each round records the same realistic events three ways, each into empty tables 
 index in place, in one transaction:
 - the Python API, `record_events` over Event objects already in memory;
 - the command line, `telemetry-export record FILE.jsonl`, a process of its own reading the
-  events as protojson lines (process start included);
+  events as protojson lines (process start included), with its default reader processes
+  (`--compare-jobs` also runs it with `--jobs 0`);
 - the baseline: the rows recording wrote to both tables, dumped once with COPY TO and written
   again by COPY FROM alone, in chunks of the same size. It is what Postgres needs for these
   exact rows (jsonb parsing and index upkeep included), with no Python work at all.
@@ -85,12 +86,14 @@ def copy_baseline(conn, dumps: dict[str, list[bytes]]) -> float:
     return time.perf_counter() - started
 
 
-def run_cli(url: str, path: Path) -> tuple[float, float, str]:
-    """Runs `telemetry-export record path`; returns (seconds, peak RSS in MiB, its output)."""
+def run_cli(url: str, path: Path, *options: str) -> tuple[float, float, str]:
+    """Runs `telemetry-export record path [options]`; returns (seconds, peak RSS in MiB, its output)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("TELEMETRY_")}
     env["DATABASE_URL"] = url
     started = time.perf_counter()
-    process = subprocess.Popen([CLI, "record", str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [CLI, "record", str(path), *options], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(process.pid, 0)  # the child's own peak RSS, no extra package
     elapsed = time.perf_counter() - started
     out = process.stdout.read().decode() if process.stdout else ""
@@ -144,7 +147,7 @@ def throughput(args: argparse.Namespace) -> None:
         write_jsonl(events, path)
         file_bytes = path.stat().st_size
         with benchmark_database(args.admin_url) as url, Connections(DatabaseSettings(url=url)).connection() as conn:
-            api_times, cli_times, copy_times, inline_times, dumps = [], [], [], [], None
+            api_times, cli_times, copy_times, inline_times, one_process_times, dumps = [], [], [], [], [], None
             for _ in range(args.rounds):
                 if args.compare_overlap:
                     truncate(conn)
@@ -165,6 +168,9 @@ def throughput(args: argparse.Namespace) -> None:
                 elapsed, _, out = run_cli(url, path)
                 cli_times.append(elapsed)
                 assert out.startswith(f"recorded {args.events:,} event(s), queued {args.events:,}"), out
+                if args.compare_jobs:
+                    truncate(conn)
+                    one_process_times.append(run_cli(url, path, "--jobs", "0")[0])
     api, cli, baseline = (statistics.median(t) for t in (api_times, cli_times, copy_times))
     n = args.events
     print(
@@ -174,6 +180,12 @@ def throughput(args: argparse.Namespace) -> None:
     print(f"baseline COPY:  {n / baseline:>9,.0f} events/s (median {baseline:.2f} s; the same rows, both tables)")
     print(f"Python API:     {n / api:>9,.0f} events/s (median {api:.2f} s)  ratio {baseline / api:.2f} (target >= 0.5)")
     print(f"CLI from JSONL: {n / cli:>9,.0f} events/s (median {cli:.2f} s)  ratio {baseline / cli:.2f} (target >= 0.4)")
+    if one_process_times:
+        alone = statistics.median(one_process_times)
+        print(
+            f"CLI, --jobs 0:  {n / alone:>9,.0f} events/s (median {alone:.2f} s)  ratio {baseline / alone:.2f}:"
+            f" reader processes gain {alone / cli:.2f}x"
+        )
     if inline_times:
         inline = statistics.median(inline_times)
         print(
@@ -203,6 +215,9 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="measure the CLI's peak memory instead")
     parser.add_argument(
         "--compare-overlap", action="store_true", help="also record through the API with each chunk written inline"
+    )
+    parser.add_argument(
+        "--compare-jobs", action="store_true", help="also run the command line with --jobs 0 (no reader processes)"
     )
     parser.add_argument("--small", type=int, default=100_000)
     parser.add_argument("--large", type=int, default=1_000_000)

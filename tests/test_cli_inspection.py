@@ -203,7 +203,7 @@ HELP = {
     ),
     ("tail",): ("[--project PROJECT]", "how long to keep trying to reach Pub/Sub before giving up (default 10)"),
     ("export",): ("[--drain] [--max-batches N]", "until the backlog is empty"),
-    ("record",): ("[--sample N] [--seed SEED] [file]", "a bad line records nothing"),
+    ("record",): ("[--sample N] [--seed SEED] [--jobs N] [file]", "a bad line records nothing"),
     ("db", "migrate"): ("", "show this help message and exit"),
     ("queue", "status"): ("[--json]", "Reads only; writes nothing anywhere."),
     ("cleanup",): ("[--json]", "TELEMETRY_CLEANUP_RETENTION (default 24h)"),

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +17,7 @@ from telemetry_events import pb
 from telemetry_events.export_mode import ExportScope
 from telemetry_events.protojson import message_to_json
 from telemetry_events.redaction import policy_from
+from telemetry_export.event_files import BLOCK_LINES
 from telemetry_export.recording import record_events
 from telemetry_export.sample_events import sample_events
 
@@ -221,3 +226,89 @@ def test_a_file_and_the_python_api_record_the_same_rows(cli, conn, tmp_path):
     from_api = _tables_as_text(conn)
     assert len(from_file[0]) == 300 and len(from_file[1]) == 300
     assert from_file == from_api
+
+
+def _lines(events) -> str:
+    return "".join(message_to_json(event) + "\n" for event in events)
+
+
+def test_reader_processes_record_a_large_file_as_one_process_would(cli, conn, tmp_path):
+    # Nine blocks for two readers, more than they are given at once. The line before last repeats
+    # line 10's ID with other content: the first in the file's order is recorded, whichever process
+    # prepared it.
+    count = 9 * BLOCK_LINES
+    events = list(sample_events(count, seed=21))
+    events[-2].id = events[9].id
+    events[-2].feature = "repeated"
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines(events))
+
+    status, out, err = cli("record", str(path), "--jobs", "2")
+    assert status == 0, err
+    assert out.splitlines() == [
+        f"recorded {count - 1:,} event(s), queued {count - 1:,} for export",
+        f"skipped 1 duplicate event ID(s): {events[9].id}",
+    ]
+    in_parallel = _tables_as_text(conn)
+    assert cli("record", str(path), "--jobs", "0")[0] == 0
+    assert in_parallel == _tables_as_text(conn)
+    names = {row[0]: row[2] for row in in_parallel[0]}
+    assert names[events[9].id] == f"{events[9].feature}.{events[9].action}"
+
+
+@pytest.mark.parametrize("bad_line", [1, BLOCK_LINES, BLOCK_LINES + 1, 4 * BLOCK_LINES + 101])
+def test_a_bad_line_read_by_a_reader_process_is_named_by_its_line_in_the_file(cli, conn, tmp_path, bad_line):
+    events = list(sample_events(9 * BLOCK_LINES // 2, seed=22))
+    lines = _lines(events).splitlines()
+    lines[bad_line - 1] = '{"feature": "search", "action": "Submit"}'
+    path = tmp_path / "events.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, err = cli("record", str(path), "--jobs", "2")
+    assert status == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: {path}:{bad_line}: action 'Submit' must be"), err
+    assert err.rstrip().endswith("nothing was recorded")
+    assert _count(conn, "event_logs") == 0 and _count(conn, "telemetry_events_export_queue") == 0
+
+
+def test_jobs_must_be_a_whole_number_of_zero_or_more(cli, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        cli("record", str(tmp_path / "events.jsonl"), "--jobs", "-1")
+    assert exit_info.value.code == 2
+
+
+def _reader_processes(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    readers = []
+    for child in children:
+        try:
+            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                readers.append(int(child))
+        except OSError:
+            continue
+    return readers
+
+
+def test_a_reader_process_that_dies_fails_the_file_and_records_nothing(database_url, conn, tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines(sample_events(60 * BLOCK_LINES, seed=23)))
+    env = {**os.environ, "DATABASE_URL": database_url}
+    command = [str(Path(sys.executable).with_name("telemetry-export")), "record", str(path), "--jobs", "2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not (readers := _reader_processes(process.pid)) and process.poll() is None:
+            assert time.monotonic() < deadline, "no reader process started"
+            time.sleep(0.01)
+        assert readers, "the command ended before a reader could be killed"
+        os.kill(readers[0], signal.SIGKILL)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2 and out == ""
+    assert err.startswith(f"telemetry-export: error: a process reading {path} died"), err
+    assert err.rstrip().endswith("nothing was recorded")
+    assert _count(conn, "event_logs") == 0 and _count(conn, "telemetry_events_export_queue") == 0

@@ -50,12 +50,21 @@ def _reason(error: Exception) -> str:
 
 def positive_int(value: str) -> int:
     """argparse type for counts: a whole number of at least 1."""
+    return _whole_number(value, 1)
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type for counts where 0 means none: a whole number of at least 0."""
+    return _whole_number(value, 0)
+
+
+def _whole_number(value: str, minimum: int) -> int:
     try:
         number = int(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if number < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}")
     return number
 
 
