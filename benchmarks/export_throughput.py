@@ -1,6 +1,6 @@
 """End-to-end drain of a backlog, its CPU cost per event and process, and the limits it is made of, in one run.
 
-Usage: python -m benchmarks.export_throughput [--events 200000] [--admin-url URL] [--raw-in-flight 2]
+Usage: python -m benchmarks.export_throughput [--events 200000] [--rounds 3] [--admin-url URL] [--raw-in-flight 2]
 
 - end to end: `telemetry-export export` (one run) claims, streams to the real gateway
   (`python -m gateway_run`) which publishes to the Pub/Sub emulator, and marks the rows.
@@ -12,6 +12,10 @@ Usage: python -m benchmarks.export_throughput [--events 200000] [--admin-url URL
   per-message client; L_raw: the same as whole PublishRequests of 1,000 through its generated client.
 - S = 1/(1/L_pg + 1/L_raw): every part shares the same cores here, so this is the pipeline's limit.
 
+Each round fills the queue afresh and measures the end-to-end run, L_pg and L_raw one after
+the other; the ratio printed is the median of the rounds' own ratios, since this machine's
+speed drifts between minutes more than between neighbouring measurements.
+
 Target: end to end >= 0.7 x S.
 With --admin-url the Postgres figure covers the whole server, other clients included: leave it
 out for a throwaway cluster of its own.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +73,14 @@ def end_to_end(url: str, gateway_url: str, license_key: str) -> tuple[float, dic
     if status != 0:
         raise SystemExit(f"the exporter failed ({status}):\n{stderr.decode()[-3000:]}")
     return elapsed, json.loads(stdout), usage.ru_utime + usage.ru_stime
+
+
+def fresh_queue(conn, rows: int) -> int:
+    """Empties the queue and fills it with `rows` new rows: each round starts from the same table."""
+    cursor = conn.cursor()
+    cursor.execute("TRUNCATE telemetry_events_export_queue")
+    conn.commit()
+    return fill_queue(conn, rows)
 
 
 def pg_limit(url: str, rows: int, batch: int) -> float:
@@ -122,6 +135,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--batch-size", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end runs, each on a freshly filled queue")
     parser.add_argument("--admin-url", help="admin URL of a Postgres server (default: a throwaway cluster)")
     parser.add_argument("--raw-in-flight", type=int, default=2, help="L_raw: PublishRequests in flight at once")
     parser.add_argument("--env", action="append", default=[], help="extra gateway setting NAME=VALUE (repeatable)")
@@ -144,41 +158,55 @@ def main() -> None:
         }
         gateway_env.update(item.split("=", 1) for item in args.env)
         with benchmark_database(args.admin_url) as url, start_gateway(gateway_env) as gateway:
-            with Connections(DatabaseSettings(url=url)).connection() as conn:
-                payload_size = fill_queue(conn, args.events)
             meters = [
                 *_cpu.gateway_meters(gateway.pid),
                 postgres_meter(url),
                 _cpu.Meter("Pub/Sub emulator", lambda: _cpu.tree_cpu_seconds(emulator.process.pid)),
             ]
-            before = _cpu.read_all(meters)
-            e2e_seconds, summary, exporter_cpu = end_to_end(url, gateway.url, license_key)
-            after = _cpu.read_all(meters)
-            assert summary["exported"] == args.events and summary["remaining"] == 0, summary
-            l_pg = pg_limit(url, args.events, args.batch_size)
             messages = gateway_messages(args.events, gateway.env, license_key)
+            cpu_before = {"exporter": 0.0, **dict.fromkeys(_cpu.read_all(meters), 0.0)}
+            cpu_after = dict(cpu_before)
+            rates, pg_rates, raw_rates = [], [], []
+            for round_number in range(1, args.rounds + 1):
+                with Connections(DatabaseSettings(url=url)).connection() as conn:
+                    payload_size = fresh_queue(conn, args.events)
+                before = _cpu.read_all(meters)
+                e2e_seconds, summary, exporter_cpu = end_to_end(url, gateway.url, license_key)
+                after = _cpu.read_all(meters)
+                assert summary["exported"] == args.events and summary["remaining"] == 0, summary
+                for name in before:
+                    cpu_after[name] += after[name] - before[name]
+                cpu_after["exporter"] += exporter_cpu
+                rates.append(args.events / e2e_seconds)
+                pg_rates.append(pg_limit(url, args.events, args.batch_size))
+                raw_rates.append(_pubsub_limits.whole_request_rate(whole_request_topic, messages, args.raw_in_flight))
+                s = _pubsub_limits.pipeline_limit(pg_rates[-1], raw_rates[-1])
+                print(
+                    f"round {round_number}: end to end {rates[-1]:8,.0f} events/s   L_pg {pg_rates[-1]:8,.0f} rows/s   "
+                    f"L_raw {raw_rates[-1]:8,.0f} msgs/s   S {s:8,.0f}   end to end / S {rates[-1] / s:.2f}",
+                    flush=True,
+                )
         l_ps = _pubsub_limits.per_message_rate(per_message_topic, messages)
-        l_raw = _pubsub_limits.whole_request_rate(whole_request_topic, messages, args.raw_in_flight)
     finally:
         emulator.stop()
 
-    rate = args.events / e2e_seconds
-    s = _pubsub_limits.pipeline_limit(l_pg, l_raw)
-    before = {"exporter": 0.0, **before}
-    after = {"exporter": exporter_cpu, **after}
+    ratios = [r / _pubsub_limits.pipeline_limit(p, w) for r, p, w in zip(rates, pg_rates, raw_rates, strict=True)]
+    rate, l_pg, l_raw = (statistics.median(values) for values in (rates, pg_rates, raw_rates))
     message_bytes = sum(len(m.data) for m in messages) / len(messages)
+    print()
     print(
         f"backlog: {args.events:,} events of {payload_size} bytes ({message_bytes:.0f} bytes published); "
-        f"batches of {args.batch_size:,}"
+        f"batches of {args.batch_size:,}; medians of {args.rounds} rounds"
     )
-    print(f"end to end (queue > exporter > gateway > emulator > marked): {rate:>9,.0f} events/s ({e2e_seconds:.1f} s)")
+    print(f"end to end (queue > exporter > gateway > emulator > marked): {rate:>9,.0f} events/s")
     print(f"L_pg  (claim + mark with pg8000, the exporter's store):  {l_pg:>9,.0f} rows/s")
     print(f"L_ps  (per-message google-cloud-pubsub client):          {l_ps:>9,.0f} msgs/s")
     print(f"L_raw (PublishRequests of 1,000, {args.raw_in_flight} in flight):           {l_raw:>9,.0f} msgs/s")
-    print(f"S = 1/(1/L_pg + 1/L_raw):                                {s:>9,.0f} events/s")
-    print(f"end to end / S: {rate / s:.2f} (target >= 0.7)")
-    print("CPU per event during the end-to-end run:")
-    for line in _cpu.per_event_lines(before, after, args.events):
+    limit = _pubsub_limits.pipeline_limit(l_pg, l_raw)
+    print(f"S = 1/(1/L_pg + 1/L_raw):                                {limit:>9,.0f} events/s")
+    print(f"end to end / S: {statistics.median(ratios):.2f} (median of the rounds' ratios; target >= 0.7)")
+    print("CPU per event during the end-to-end runs:")
+    for line in _cpu.per_event_lines(cpu_before, cpu_after, args.events * args.rounds):
         print(line)
     load_after = os.getloadavg()
     print(f"load average: {load_before[0]:.2f} before, {load_after[0]:.2f} after (1 min; 2 shared cores)")
