@@ -270,6 +270,20 @@ def test_a_bad_line_read_by_a_reader_process_is_named_by_its_line_in_the_file(cl
     assert _count(conn, "event_logs") == 0 and _count(conn, "telemetry_events_export_queue") == 0
 
 
+def test_standard_input_is_read_by_reader_processes_too(cli, conn):
+    events = list(sample_events(2 * BLOCK_LINES + 500, seed=24))
+    status, out, err = cli("record", "-", "--jobs", "2", stdin=_lines(events))
+    assert status == 0, err
+    assert out.startswith(f"recorded {len(events):,} event(s), queued {len(events):,}")
+    assert _count(conn, "event_logs") == len(events)
+
+    lines = _lines(sample_events(2 * BLOCK_LINES + 500, seed=25)).splitlines()
+    lines[2 * BLOCK_LINES] = "not json"
+    status, out, err = cli("record", "-", "--jobs", "2", stdin="\n".join(lines))
+    assert status == 2 and err.startswith(f"telemetry-export: error: <stdin>:{2 * BLOCK_LINES + 1}: not JSON"), err
+    assert _count(conn, "event_logs") == len(events)  # the first file's rows, nothing of the second
+
+
 def test_jobs_must_be_a_whole_number_of_zero_or_more(cli, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli("record", str(tmp_path / "events.jsonl"), "--jobs", "-1")
