@@ -305,24 +305,88 @@ def _reader_processes(pid: int) -> list[int]:
     return readers
 
 
-def test_a_reader_process_that_dies_fails_the_file_and_records_nothing(database_url, conn, tmp_path):
-    path = tmp_path / "events.jsonl"
-    path.write_text(_lines(sample_events(60 * BLOCK_LINES, seed=23)))
+def _start_record(database_url: str, path: Path) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": database_url}
     command = [str(Path(sys.executable).with_name("telemetry-export")), "record", str(path), "--jobs", "2"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def _wait_for_readers(process: subprocess.Popen) -> list[int]:
+    deadline = time.monotonic() + 30
+    while len(readers := _reader_processes(process.pid)) < 2 and process.poll() is None:
+        assert time.monotonic() < deadline, "the reader processes did not start"
+        time.sleep(0.01)
+    assert len(readers) == 2, "the command ended before its readers could be seen"
+    return readers
+
+
+def _ended(pids: list[int], seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{pid}").exists() and b"spawn_main" in _cmdline(pid) for pid in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _cmdline(pid: int) -> bytes:
     try:
-        deadline = time.monotonic() + 30
-        while not (readers := _reader_processes(process.pid)) and process.poll() is None:
-            assert time.monotonic() < deadline, "no reader process started"
-            time.sleep(0.01)
-        assert readers, "the command ended before a reader could be killed"
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _large_file(tmp_path: Path, seed: int) -> Path:
+    path = tmp_path / "events.jsonl"
+    path.write_text(_lines(sample_events(60 * BLOCK_LINES, seed=seed)))
+    return path
+
+
+def test_a_reader_process_that_dies_fails_the_file_at_once_and_records_nothing(database_url, conn, tmp_path):
+    path = _large_file(tmp_path, seed=23)
+    process = _start_record(database_url, path)
+    try:
+        readers = _wait_for_readers(process)
         os.kill(readers[0], signal.SIGKILL)
-        out, err = process.communicate(timeout=60)
+        killed = time.monotonic()
+        out, err = process.communicate(timeout=120)
+        # A liveness bound, not a speed target: the pool executor this replaced hung here for a minute.
+        assert time.monotonic() - killed < 20
     finally:
         if process.poll() is None:
             process.kill()
     assert process.returncode == 2 and out == ""
     assert err.startswith(f"telemetry-export: error: a process reading {path} died"), err
     assert err.rstrip().endswith("nothing was recorded")
+    assert _ended(readers, 10)
     assert _count(conn, "event_logs") == 0 and _count(conn, "telemetry_events_export_queue") == 0
+
+
+def test_ctrl_c_ends_the_command_and_its_readers_with_one_line_and_records_nothing(database_url, conn, tmp_path):
+    process = _start_record(database_url, _large_file(tmp_path, seed=26))
+    try:
+        readers = _wait_for_readers(process)
+        os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130 and out == ""
+    assert err.strip() == "telemetry-export: interrupted", err  # no reader's traceback beside it
+    assert _ended(readers, 10)
+    assert _count(conn, "event_logs") == 0
+
+
+def test_readers_of_a_killed_command_exit_on_their_own(database_url, conn, tmp_path):
+    process = _start_record(database_url, _large_file(tmp_path, seed=27))
+    try:
+        readers = _wait_for_readers(process)
+        process.kill()  # no chance to end its readers
+        process.communicate(timeout=60)
+        assert _ended(readers, 20), "a reader outlived its command"
+    finally:
+        for pid in _reader_processes(process.pid):
+            os.kill(pid, signal.SIGKILL)
+    assert _count(conn, "event_logs") == 0

@@ -99,3 +99,19 @@ def test_a_caller_that_stops_early_ends_processes_stuck_writing_results():
     results.close()
     assert time.monotonic() - started < 3  # killed, not waited for
     assert _no_children_left()
+
+
+def _slow_pid(number: int) -> int:
+    time.sleep(0.1)
+    return os.getpid()
+
+
+def test_ctrl_c_is_left_to_the_caller_a_process_goes_on():
+    # A terminal's Ctrl-C reaches every process of the group; the caller decides what it means.
+    pids = []
+    for pid in results_in_order(range(12), _slow_pid, 2):
+        if not pids:
+            os.kill(pid, signal.SIGINT)
+        pids.append(pid)
+    assert len(pids) == 12 and pids.count(pids[0]) == 6
+    assert _no_children_left()

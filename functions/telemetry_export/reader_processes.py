@@ -12,13 +12,14 @@ whole block, and the caller writes a block only to a process that is waiting for
 
 Processes are started with `spawn`, never `fork`: the caller may hold threads (a database
 driver's). They are always ended when the iteration ends, however it ends; they hold nothing
-that needs a clean stop.
+that needs a clean stop. If the caller itself is killed, each process sees its pipe end and exits.
 """
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -144,6 +145,9 @@ def _serve(
     expected_errors: tuple[type[BaseException], ...],
 ) -> None:
     """A process' loop: a block in, its outcome out, until told to stop (None) or the caller is gone."""
+    # Ctrl-C reaches the whole process group: the caller handles it and ends this process, which
+    # would otherwise print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if setup is not None:
         setup(*setup_arguments)
     while True:
