@@ -73,7 +73,7 @@ def test_an_expected_error_is_raised_in_its_blocks_turn_after_every_earlier_resu
 
 
 def test_an_unexpected_error_fails_the_run_with_its_traceback():
-    with pytest.raises(ProcessDied, match="KeyError: 'not an expected error'"):
+    with pytest.raises(ProcessDied, match="^failed: KeyError: 'not an expected error'$"):
         list(results_in_order(range(8, 20), _fail_on_seven, 2, expected_errors=(ValueError,)))
     assert _no_children_left()
 
@@ -83,7 +83,7 @@ def test_a_process_killed_with_large_blocks_queued_fails_the_run_at_once():
     blocks = ((number, bytes(4 << 20)) for number in range(12))
     started = time.monotonic()
     seen = []
-    with pytest.raises(ProcessDied, match="a worker process died"):
+    with pytest.raises(ProcessDied, match="^died: its pipe ended"):
         for result in results_in_order(blocks, _die_on_three, 2):
             seen.append(result)
     assert seen == [0, 1, 2]

@@ -105,7 +105,7 @@ def read_event_rows_in_parallel(
     except BlockFailed as failure:
         raise failure.error from None
     except ProcessDied as error:
-        raise ProcessDied(f"a process reading {source} died: {error}") from None
+        raise ProcessDied(f"a process reading {source} {error}") from None
 
 
 _reader: tuple[str, RedactionPolicy, ExportScope] | None = None

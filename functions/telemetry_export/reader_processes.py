@@ -60,7 +60,8 @@ def results_in_order(
 
     Raises:
         BlockFailed: `work` raised one of `expected_errors` for a block.
-        ProcessDied: a process died, or `work` raised anything else (its traceback is in the message).
+        ProcessDied: a process died, or `work` raised anything else (the process prints its traceback on
+            its standard error, as a bug in the caller's own process would; the message is one line).
     """
     context = multiprocessing.get_context("spawn")
     finished = False
@@ -100,14 +101,14 @@ def _send(pipe: Connection, block: Any) -> None:
     try:
         pipe.send(block)
     except (BrokenPipeError, ConnectionResetError, EOFError) as error:
-        raise ProcessDied(f"a worker process died ({type(error).__name__})") from None
+        raise ProcessDied(f"died: its pipe ended ({type(error).__name__})") from None
 
 
 def _receive(pipe: Connection) -> tuple[str, Any]:
     try:
         return pipe.recv()
     except (EOFError, ConnectionResetError, OSError) as error:
-        raise ProcessDied(f"a worker process died ({type(error).__name__})") from None
+        raise ProcessDied(f"died: its pipe ended ({type(error).__name__})") from None
 
 
 def _unwrap(outcome: tuple[str, Any]) -> Any:
@@ -116,7 +117,7 @@ def _unwrap(outcome: tuple[str, Any]) -> Any:
         return value
     if kind == "expected":
         raise BlockFailed(value)
-    raise ProcessDied(f"a worker process failed: {value}")
+    raise ProcessDied(f"failed: {value}")
 
 
 def _stop(started: list[tuple[Any, Connection]], politely: bool) -> None:
@@ -162,7 +163,8 @@ def _serve(
         except expected_errors as error:
             outcome = ("expected", error)
         except Exception:  # noqa: BLE001 - reported to the caller, which fails the whole run
-            outcome = ("failed", traceback.format_exc(limit=5))
+            traceback.print_exc()
+            outcome = ("failed", traceback.format_exc(limit=0).strip().splitlines()[-1])
         try:
             pipe.send(outcome)
         except (OSError, EOFError):
