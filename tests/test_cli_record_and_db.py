@@ -390,3 +390,11 @@ def test_readers_of_a_killed_command_exit_on_their_own(database_url, conn, tmp_p
         for pid in _reader_processes(process.pid):
             os.kill(pid, signal.SIGKILL)
     assert _count(conn, "event_logs") == 0
+
+
+@pytest.mark.parametrize(("usable", "readers"), [(1, 1), (2, 2), (4, 4), (64, 4)])
+def test_readers_by_default_one_per_usable_cpu_at_most_four(monkeypatch, usable, readers):
+    from telemetry_export.cli import record
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(usable)))
+    assert record._default_readers() == readers

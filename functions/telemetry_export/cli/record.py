@@ -42,15 +42,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs",
         type=non_negative_int,
-        default=os.cpu_count() or 1,
+        default=_default_readers(),
         metavar="N",
         help=(
-            "processes preparing a file's events while this one writes them (default: the number of CPUs, "
-            f"%(default)s here; 0: prepare them in this process); a file of up to {BLOCK_LINES:,} lines is always "
-            "prepared here"
+            "processes preparing a file's events while this one writes them (default: one per CPU this process "
+            f"may use, at most {MAX_DEFAULT_READERS}: %(default)s here; 0: prepare them in this process); a file "
+            f"of up to {BLOCK_LINES:,} lines is always prepared here"
         ),
     )
     parser.set_defaults(run=run)
+
+
+# The command's own process unpickles and writes what the readers prepare, at about a fifth of a
+# reader's CPU per event: past four or five readers it is the limit, and more only cost memory.
+MAX_DEFAULT_READERS = 4
+
+
+def _default_readers() -> int:
+    try:
+        usable = len(os.sched_getaffinity(0))  # what this process may run on, not what the machine has
+    except AttributeError:
+        usable = os.cpu_count() or 1
+    return min(usable, MAX_DEFAULT_READERS)
 
 
 def run(args: argparse.Namespace) -> int:
