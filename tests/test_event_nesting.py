@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from telemetry_events import pb
 from telemetry_events.ids import new_event_id
-from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, nesting_problem
+from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, NestedTooDeep, nesting_problem
 from telemetry_events.validation import event_problems
+from telemetry_export.event_logs import log_line
 
 
 def _in_request(event: pb.Event) -> bytes:
@@ -102,3 +103,32 @@ def test_a_list_of_flat_values_is_as_deep_as_one_of_them():
     event.parameters.private_metadata.update({"many": list(range(500)), "nested": {"a": {"b": [1, {"c": "d"}]}}})
     assert nesting_problem(event) is None
     assert _gateway_decodes(event)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    chain=chains,
+    leaf=st.sampled_from(["string", "empty struct", "empty list", "unset"]),
+    sibling_at=st.none() | st.integers(0, 51),
+)
+def test_the_event_logs_translation_refuses_exactly_what_the_rule_refuses(chain, leaf, sibling_at):
+    # Recording checks the rule while it walks the private metadata for event_logs (one walk, not two).
+    event = _event_with(chain, leaf, sibling_at)
+    assert _translation_refuses(event) == (nesting_problem(event) is not None), len(chain)
+
+
+@pytest.mark.parametrize("lists", [0, 1, 2])
+@pytest.mark.parametrize("structs", range(26, 34))
+def test_the_event_logs_translation_refuses_at_the_boundary_whatever_the_mix(lists, structs):
+    # A Struct level costs three message levels and a list two: these mixes end a string's Struct at every
+    # remaining depth around the limit, which drawn chains seldom hit exactly.
+    event = _event_with(["list"] * lists + ["struct"] * structs, "string", None)
+    assert _translation_refuses(event) == (nesting_problem(event) is not None)
+
+
+def _translation_refuses(event: pb.Event) -> bool:
+    try:
+        log_line(event, event.id, "2026-12-01 00:00:00.000000+00", exportable=True)
+    except NestedTooDeep:
+        return True
+    return False
