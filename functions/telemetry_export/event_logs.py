@@ -193,8 +193,21 @@ def _struct(struct: struct_pb2.Struct, budget: int) -> dict[str, Any]:
     """A Struct as plain values, no deeper than `budget` message levels (the nesting rule, checked on the way)."""
     if budget < 1:
         raise NestedTooDeep
-    fields = struct.fields  # keys and lookups, both in C: .items() is a Python generator over the map
-    return {key: _value(fields[key], budget - 2) for key in fields}
+    fields = struct.fields  # keys and lookups, both in C
+    plain = {}
+    for key in fields:
+        if budget < 3:
+            raise NestedTooDeep  # as _value would for the entry's Value
+        value = fields[key]
+        # Strings and numbers, nearly every value, without a call each: about a fifth of the walk.
+        kind = value.WhichOneof("kind")
+        if kind == "string_value":
+            plain[key] = value.string_value
+        elif kind == "number_value":
+            plain[key] = value.number_value  # orjson writes NaN and infinities as null
+        else:
+            plain[key] = _value(value, budget - 2)
+    return plain
 
 
 def _value(value: struct_pb2.Value, budget: int) -> Any:
