@@ -115,3 +115,8 @@ def test_ctrl_c_is_left_to_the_caller_a_process_goes_on():
         pids.append(pid)
     assert len(pids) == 12 and pids.count(pids[0]) == 6
     assert _no_children_left()
+
+
+def test_no_processes_is_refused_rather_than_no_results():
+    with pytest.raises(ValueError, match="at least one process"):
+        list(results_in_order(range(3), _fail_on_seven, 0))

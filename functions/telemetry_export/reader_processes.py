@@ -63,6 +63,8 @@ def results_in_order(
         ProcessDied: a process died, or `work` raised anything else (the process prints its traceback on
             its standard error, as a bug in the caller's own process would; the message is one line).
     """
+    if processes < 1:
+        raise ValueError(f"at least one process is needed, not {processes}")  # else no block would be worked
     context = multiprocessing.get_context("spawn")
     finished = False
     started: list[tuple[Any, Connection]] = []

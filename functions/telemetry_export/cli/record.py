@@ -115,10 +115,10 @@ _M_ARENA_MAX = -8
 def _one_malloc_arena() -> None:
     """Keeps this process' memory flat in the file's size, whatever threads allocate and free rows.
 
-    Rows are built on one thread and freed on another (the writer; the reader pool's own
-    threads pass data too). glibc gives threads arenas of their own, and memory freed across
-    them is reused poorly: the command grew from 83 to 99 MiB between 100,000 and 1,000,000
-    lines. With one arena it stays at about 70 MiB, no slower. Elsewhere than glibc, nothing to do.
+    Rows are built on one thread and freed on another (the writer thread). glibc gives threads
+    arenas of their own, and memory freed across them is reused poorly: with reader processes
+    the command grew from 83 to 99 MiB between 100,000 and 1,000,000 lines. With one arena it
+    stays at about 70 MiB, no slower. Elsewhere than glibc, nothing to do.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt
