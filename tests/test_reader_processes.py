@@ -98,10 +98,12 @@ def test_a_process_killed_with_large_blocks_queued_fails_the_run_at_once():
 def test_a_caller_that_stops_early_ends_processes_stuck_writing_results():
     results = results_in_order(range(6), _large_result, 2)
     assert len(next(results)) == 8 << 20
+    processes = multiprocessing.active_children()
     time.sleep(0.5)  # both processes now block on writing a result nobody reads
     started = time.monotonic()
     results.close()
     assert time.monotonic() - started < 3  # killed, not waited for
+    assert [process.exitcode for process in processes] == [-signal.SIGKILL] * 2
     assert _no_children_left()
 
 
@@ -146,3 +148,12 @@ def test_an_iteration_left_unfinished_does_not_hold_up_the_callers_exit():
     )
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0 and finished.stdout == "0\n", finished.stderr
+
+
+def test_processes_of_a_finished_iteration_are_told_to_stop_and_exit_cleanly():
+    results = results_in_order(range(4), abs, 2)
+    first = next(results)
+    processes = multiprocessing.active_children()
+    assert len(processes) == 2
+    assert [first, *results] == [0, 1, 2, 3]
+    assert [process.exitcode for process in processes] == [0, 0]  # stopped by their pipe, not killed
