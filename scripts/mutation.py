@@ -87,6 +87,11 @@ MODULES = {
         ("tests/gateway/test_batches.py",),
         "gateway_run.batches.x_settle__mutmut_1",
     ),
+    "reader_processes": Module(
+        "src/telemetry_export/reader_processes.py",
+        ("tests/test_reader_processes.py",),
+        "telemetry_export.reader_processes.x_results_in_order__mutmut_1",
+    ),
     "outgoing": Module(
         "src/telemetry_export/outgoing.py",
         ("tests/exporter/test_schema_only.py", "tests/test_export_scope_rules.py"),
