@@ -295,14 +295,11 @@ def _reader_processes(pid: int) -> list[int]:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return []
-    readers = []
-    for child in children:
-        try:
-            if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
-                readers.append(int(child))
-        except OSError:
-            continue
-    return readers
+    return [int(child) for child in children if _is_reader(int(child))]
+
+
+def _is_reader(pid: int) -> bool:
+    return b"spawn_main" in _cmdline(pid)
 
 
 def _start_record(database_url: str, path: Path) -> subprocess.Popen:
@@ -325,7 +322,7 @@ def _wait_for_readers(process: subprocess.Popen) -> list[int]:
 def _ended(pids: list[int], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if not any(Path(f"/proc/{pid}").exists() and b"spawn_main" in _cmdline(pid) for pid in pids):
+        if not any(_is_reader(pid) for pid in pids):
             return True
         time.sleep(0.05)
     return False
