@@ -40,7 +40,9 @@ PACKAGES = (("functions/telemetry_export", "telemetry_export"), ("telemetry_even
 FIXED_TIMESTAMP = (1980, 1, 1, 0, 0, 0)
 FILE_MODE = 0o100644  # regular file, rw-r--r--
 _EXCLUDED_DIRS = {"__pycache__", ".mypy_cache", ".pytest_cache", ".ruff_cache"}
-_EXCLUDED_SUFFIXES = {".pyc", ".pyo"}
+# .so: recording's C extension, compiled in place for this machine's Python; the functions do not record, and a
+# binary built here would make the zip's bytes depend on the machine that packaged it.
+_EXCLUDED_SUFFIXES = {".pyc", ".pyo", ".so"}
 
 
 class PackagingError(RuntimeError):

@@ -16,7 +16,8 @@ from telemetry_events import pb
 from telemetry_events.ids import new_event_id
 from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, NestedTooDeep, nesting_problem
 from telemetry_events.validation import event_problems
-from telemetry_export.event_logs import log_line
+from telemetry_export import event_logs
+from telemetry_export.event_logs import log_line, translated_line
 
 
 def _in_request(event: pb.Event) -> bytes:
@@ -117,8 +118,19 @@ def test_the_event_logs_translation_refuses_at_the_boundary_whatever_the_mix(lis
 
 
 def _translation_refuses(event: pb.Event) -> bool:
-    try:
-        log_line(event, event.id, "2026-12-01 00:00:00.000000+00", exportable=True)
-    except NestedTooDeep:
-        return True
-    return False
+    """Whether the event_logs translation refuses `event`: log_line, the Python translation and the C reader agree."""
+    refusals = []
+    for translate in (log_line, translated_line):
+        try:
+            translate(event, event.id, "2026-12-01 00:00:00.000000+00", exportable=True)
+        except NestedTooDeep:
+            refusals.append(True)
+        else:
+            refusals.append(False)
+    line = event_logs._event_log_wire.log_line(
+        event.SerializeToString(), event.id, "2026-12-01 00:00:00.000000+00", True, MAX_PRIVATE_METADATA_DEPTH
+    )
+    assert line is not NotImplemented
+    refusals.append(line is None)
+    assert len(set(refusals)) == 1, refusals
+    return refusals[0]

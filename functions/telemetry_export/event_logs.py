@@ -6,6 +6,11 @@ see telemetry_export.protojson_reader); both give the same row, column for colum
 reads only the fields the row needs: on the recording hot path every read of a protobuf field
 costs a crossing into C. The row leaves as one line of COPY text.
 
+An Event's line is read from its wire bytes by a small C extension where it was compiled
+(`_event_log_wire`, about a quarter of the Python translation's cost), and by the Python
+translation otherwise, or where the extension gives up on bytes it does not expect: the two
+give the same row (tests/test_event_log_wire.py).
+
 Rules of the row: name `feature.action`; `public_argument` the numeric metadata (legacy and
 current) plus the `telemetry.exportable` marker; `argument` the private metadata; source
 `BACKEND` unless a client names itself; anonymous user `unknown` when there is none. Postgres
@@ -26,6 +31,11 @@ from telemetry_events import pb
 from telemetry_events.nesting import MAX_PRIVATE_METADATA_DEPTH, NestedTooDeep
 from telemetry_export.store.recording import event_log_line
 
+try:
+    from telemetry_export import _event_log_wire
+except ImportError:  # not compiled on this machine (an optional extension, see pyproject.toml)
+    _event_log_wire = None
+
 BACKEND_SOURCE = "BACKEND"
 UNKNOWN_ANONYMOUS_USER = "unknown"
 # Marks in public_argument whether the event was queued for export.
@@ -38,6 +48,40 @@ _REPLACEMENT = "\ufffd"
 
 def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -> str:
     """The event_logs COPY line of an Event (`event_id` canonical, `timestamp` as postgres_timestamp gives it).
+
+    Raises:
+        NestedTooDeep: private metadata nests deeper than the gateway could decode.
+    """
+    if _event_log_wire is not None and _shallow(event.parameters):
+        line = _event_log_wire.log_line(
+            event.SerializeToString(), event_id, timestamp, exportable, MAX_PRIVATE_METADATA_DEPTH
+        )
+        if line is None:
+            raise NestedTooDeep
+        if line is not NotImplemented:
+            return line
+    return translated_line(event, event_id, timestamp, exportable)
+
+
+def _shallow(parameters: pb.EventParameters) -> bool:
+    """Whether no value of the private metadata nests, so that the Event is safe to serialize.
+
+    Protobuf serializes by recursion, as deep as 65,535 levels: private metadata built some
+    ten thousand levels deep overflows the stack and kills the process. The Python translation
+    stops at the nesting rule's depth; nested private metadata is left to it.
+    """
+    if not parameters.HasField("private_metadata"):
+        return True
+    fields = parameters.private_metadata.fields
+    for key in fields:
+        value = fields[key]
+        if value.HasField("struct_value") or value.HasField("list_value"):
+            return False
+    return True
+
+
+def translated_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -> str:
+    """log_line in Python, field by field.
 
     Raises:
         NestedTooDeep: private metadata nests deeper than the gateway could decode.

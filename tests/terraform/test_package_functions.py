@@ -76,6 +76,7 @@ def source_tree(tmp_path: Path) -> Path:
     cache = root / "telemetry_events" / "__pycache__"
     cache.mkdir()
     (cache / "x.cpython-311.pyc").write_bytes(b"\0")
+    (root / "functions/telemetry_export/_ext.cpython-311-x86_64-linux-gnu.so").write_bytes(b"\x7fELF")
     return root
 
 
