@@ -30,9 +30,9 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-* && touch "$stamp"
   say "installed in $((SECONDS - step)) s"
 fi
-# Optional for users (recording falls back to Python), but the tests hold the C reader to the Python translation.
-if ! .venv/bin/python -c 'import telemetry_export._event_log_wire' 2>/dev/null; then
-  say "recording's C extension did not compile (gcc and Python's headers are needed; see .venv/install.log)"
+# Optional for users (recording falls back to Python), but the tests hold each C reader to the Python way.
+if ! .venv/bin/python -c 'import telemetry_export._event_log_wire, telemetry_export._protojson_wire' 2>/dev/null; then
+  say "recording's C extensions did not compile (gcc and Python's headers are needed; see .venv/install.log)"
   exit 1
 fi
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from telemetry_events import pb
 from telemetry_events.export_mode import ExportScope
@@ -27,6 +28,7 @@ from telemetry_events.nesting import NestedTooDeep
 from telemetry_events.redaction import RedactionPolicy
 from telemetry_events.validation import InvalidEventError
 from telemetry_export.protojson_reader import NotAnObject, parse_arguments
+from telemetry_export.protojson_wire import wire_bytes
 from telemetry_export.reader_processes import BlockFailed, ProcessDied, results_in_order
 from telemetry_export.recording import arguments_row, event_row
 from telemetry_export.store.recording import RecordedRow
@@ -50,19 +52,25 @@ def read_event_rows(
         EventFileError: naming the first bad line and why it is bad.
     """
     for number, line in enumerate(lines, start=first_line):
-        if isinstance(line, bytes):
-            try:
-                line = line.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise EventFileError(
-                    f"{source}:{number}: not UTF-8: {error.reason} at byte {error.start + 1} of the line"
-                ) from None
-        if not line or line.isspace():
-            continue
         try:
-            yield _line_row(line, policy, scope)
-        except (_LineError, InvalidEventError) as error:
+            row = _plain_line_row(line, policy, scope)
+        except InvalidEventError as error:
             raise EventFileError(f"{source}:{number}: {error}") from None
+        if row is None:
+            if isinstance(line, bytes):
+                try:
+                    line = line.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise EventFileError(
+                        f"{source}:{number}: not UTF-8: {error.reason} at byte {error.start + 1} of the line"
+                    ) from None
+            if not line or line.isspace():
+                continue
+            try:
+                row = _line_row(line, policy, scope)
+            except (_LineError, InvalidEventError) as error:
+                raise EventFileError(f"{source}:{number}: {error}") from None
+        yield row
 
 
 # Lines per block handed to a reader process: a few milliseconds of work each, little to copy.
@@ -127,6 +135,36 @@ class _LineError(ValueError):
     pass
 
 
+def _plain_line_row(line: bytes | str, policy: RedactionPolicy, scope: ExportScope) -> RecordedRow | None:
+    """The rows of a line in a plain form, read by the C extension; None leaves the line to the Python path.
+
+    Raises:
+        InvalidEventError: the line holds an Event that breaks a rule.
+    """
+    if isinstance(line, str):
+        try:
+            line = line.encode()
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: the Python path says what is wrong
+    data = wire_bytes(line, _EVENT)
+    if data is None:
+        return None
+    try:
+        event = pb.Event.FromString(data)
+    except DecodeError:
+        return None  # never seen: the Python path decides rather than a crash
+    _fill_in(event)
+    return event_row(event, policy, scope, serialized=data)
+
+
+def _fill_in(event: pb.Event) -> None:
+    """An ID and the time of reading for an event that has none."""
+    if not event.id:
+        event.id = new_event_id()
+    if not event.HasField("timestamp"):
+        event.timestamp.GetCurrentTime()
+
+
 def _line_row(line: str, policy: RedactionPolicy, scope: ExportScope) -> RecordedRow:
     try:
         arguments = parse_arguments(line, _EVENT)
@@ -149,8 +187,5 @@ def _line_row(line: str, policy: RedactionPolicy, scope: ExportScope) -> Recorde
         event = json_format.Parse(line, pb.Event())
     except json_format.ParseError as error:
         raise _LineError(f"not an Event: {error}") from None
-    if not event.id:
-        event.id = new_event_id()
-    if not event.HasField("timestamp"):
-        event.timestamp.GetCurrentTime()
+    _fill_in(event)
     return event_row(event, policy, scope)

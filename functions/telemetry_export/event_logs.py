@@ -46,20 +46,23 @@ _ESCAPED_NUL = b"\\u0000"
 _REPLACEMENT = "\ufffd"
 
 
-def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool) -> str:
+def log_line(event: pb.Event, event_id: str, timestamp: str, exportable: bool, serialized: bytes | None = None) -> str:
     """The event_logs COPY line of an Event (`event_id` canonical, `timestamp` as postgres_timestamp gives it).
+
+    `serialized`: the event's wire bytes, when the caller has them (its ID and timestamp are not read).
 
     Raises:
         NestedTooDeep: private metadata nests deeper than the gateway could decode.
     """
-    if _event_log_wire is not None and _shallow(event.parameters):
-        line = _event_log_wire.log_line(
-            event.SerializeToString(), event_id, timestamp, exportable, MAX_PRIVATE_METADATA_DEPTH
-        )
-        if line is None:
-            raise NestedTooDeep
-        if line is not NotImplemented:
-            return line
+    if _event_log_wire is not None:
+        if serialized is None and _shallow(event.parameters):
+            serialized = event.SerializeToString()
+        if serialized is not None:
+            line = _event_log_wire.log_line(serialized, event_id, timestamp, exportable, MAX_PRIVATE_METADATA_DEPTH)
+            if line is None:
+                raise NestedTooDeep
+            if line is not NotImplemented:
+                return line
     return translated_line(event, event_id, timestamp, exportable)
 
 

@@ -79,8 +79,13 @@ def event_rows(events: Iterable[pb.Event], policy: RedactionPolicy, scope: Expor
             raise InvalidEventError(f"event {position}: {error}") from None
 
 
-def event_row(event: pb.Event, policy: RedactionPolicy, scope: ExportScope) -> store.RecordedRow:
+def event_row(
+    event: pb.Event, policy: RedactionPolicy, scope: ExportScope, serialized: bytes | None = None
+) -> store.RecordedRow:
     """One Event's rows, after the checks every event must pass.
+
+    `serialized`: the event's wire bytes when the caller has them (ID and timestamp aside, which
+    are taken from `event`): event_logs' line is read from them instead of serializing the event.
 
     Raises:
         InvalidEventError: naming every rule the event breaks.
@@ -102,7 +107,7 @@ def event_row(event: pb.Event, policy: RedactionPolicy, scope: ExportScope) -> s
     exportable = scope.exports(feature)
     stamp = postgres_timestamp(seconds, nanos)
     try:
-        line = log_line(event, event_id, stamp, exportable)  # checks the nesting rule on its way
+        line = log_line(event, event_id, stamp, exportable, serialized)  # checks the nesting rule on its way
     except NestedTooDeep as error:
         raise InvalidEventError(str(error)) from None
     if not exportable:
