@@ -81,9 +81,11 @@ _COPY_PIECE_BYTES = 1 << 20
 
 
 def _stream(lines: list[str]) -> list[memoryview]:
-    text = "\n".join(lines)
-    data = memoryview(f"{text}\n".encode())
-    return [data[start : start + _COPY_PIECE_BYTES] for start in range(0, len(data), _COPY_PIECE_BYTES)]
+    # The last newline goes as a piece of its own: adding it to the chunk's text would copy all of it once more.
+    data = memoryview("\n".join(lines).encode())
+    pieces = [data[start : start + _COPY_PIECE_BYTES] for start in range(0, len(data), _COPY_PIECE_BYTES)]
+    pieces.append(memoryview(b"\n"))
+    return pieces
 
 
 _NULL = "\\N"
