@@ -1,14 +1,15 @@
 """Reading events from JSON Lines: one protojson `Event` a line, straight to the rows recording writes.
 
-Most lines take the fast path (telemetry_export.protojson_reader): JSON to an Event's
-constructor arguments, translated and redacted as they are; an Event is built only for the
-redacted copy that is queued. A line the fast path does not take is parsed by
-`json_format.Parse` and recorded as an Event: the same rows either way.
+Most lines are read by a C extension straight to the Event's wire bytes
+(telemetry_export.protojson_wire), and the Event then takes the Python API's path, its
+event_logs line read from those same bytes. A line the C reader gives up on (or every line,
+where it is not compiled) takes the Python fast path (telemetry_export.protojson_reader: JSON
+to an Event's constructor arguments, translated and redacted as they are), and a line that
+one does not take is parsed by `json_format.Parse`: the same rows whichever reads it.
 
-Preparing a line costs Python about twice what Postgres spends writing its rows, and one
-process prepares on one core whatever the threads. So a large file is read in blocks of lines
-that reader processes turn into rows (`read_event_rows_in_parallel`), while the command's own
-process only hands the blocks out and writes the rows, in the file's order.
+One process prepares on one core whatever the threads, so a large file is read in blocks of
+lines that reader processes turn into rows (`read_event_rows_in_parallel`), while the
+command's own process only hands the blocks out and writes the rows, in the file's order.
 """
 
 from __future__ import annotations
