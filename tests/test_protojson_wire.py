@@ -226,6 +226,18 @@ def test_nesting_is_given_up_exactly_where_the_python_path_refuses_it(structs, l
     assert (wire_bytes(line.encode(), EVENT) is None) == refused
 
 
+@pytest.mark.parametrize("field", ["privateMetadata", "metadata"])
+def test_an_object_of_many_keys_is_left_to_the_python_path(field):
+    # Keys are checked against every earlier one: past 256 a line would cost the square of its length.
+    def line(keys: int) -> str:
+        members = ", ".join(f'"k{number}": {number}' for number in range(keys))
+        return f'{{"parameters": {{"{field}": {{{members}}}}}}}'
+
+    assert wire_bytes(line(256).encode(), EVENT) is not None
+    assert wire_bytes(line(257).encode(), EVENT) is None
+    assert _outcome(_c_first, line(257)) == _outcome(_json_format, line(257))
+
+
 def test_json_nested_far_beyond_the_schema_is_given_up_without_a_crash():
     assert wire_bytes(b'{"parameters": {"privateMetadata": ' + b'{"a": [' * 100_000, EVENT) is None
     assert wire_bytes(b"[" * 100_000, EVENT) is None

@@ -32,6 +32,12 @@ enum {
 enum { VARINT = 0, FIXED64 = 1, LENGTH_DELIMITED = 2 };
 /* Deeper JSON than this is left to the Python path, which says what is wrong with it. */
 enum { MAX_JSON_DEPTH = 200, MAX_FIELDS = 64 };
+/*
+ * Keys of one object (a Struct's or a map's) are checked against every earlier one: past this
+ * many the object is left to the Python path, so that a line of many keys costs time in
+ * proportion to its length, never to its square.
+ */
+enum { MAX_KEYS = 256 };
 
 typedef struct {
     char *name; /* the JSON key: json_name or the original name */
@@ -419,8 +425,13 @@ static Outcome read_struct(Reader *r, Out *out, long budget) {
     Outcome outcome = OK;
     /* Keys seen in this object, to give up on a repeated one (json_format refuses it). */
     Out keys = {0};
+    int key_count = 0;
     for (;;) {
         skip_space(r);
+        if (++key_count > MAX_KEYS) {
+            outcome = GIVE_UP;
+            break;
+        }
         if ((outcome = read_string(r)) != OK) break;
         /* each key as its size and bytes, compared with every earlier one: objects here are small */
         for (size_t at = 0; at < keys.size;) {
@@ -618,8 +629,13 @@ static Outcome read_map(Reader *r, const Field *field, Out *out, long budget) {
         r->at++;
         return OK;
     }
+    int key_count = 0;
     for (;;) {
         skip_space(r);
+        if (++key_count > MAX_KEYS) {
+            outcome = GIVE_UP;
+            break;
+        }
         if ((outcome = read_string(r)) != OK) break;
         for (size_t at = 0; at < keys.size;) {
             size_t size;
