@@ -20,6 +20,7 @@ from telemetry_events.ids import canonical_uuid, is_uuid
 from telemetry_events.protojson import EncodeError, message_to_json
 from telemetry_events.redaction import policy_from_env
 from telemetry_export.protojson_reader import parse, parse_arguments
+from telemetry_export.protojson_wire import wire_bytes
 
 from .event_strategies import odd_texts, valid_events
 
@@ -40,14 +41,26 @@ def _fast(line: str):
     return parse(line, pb.Event)
 
 
+def _c_first(line: str):
+    """The line as `record FILE` reads it: the C reader (telemetry_export._protojson_wire), the Python path for the
+    lines it gives up on."""
+    data = wire_bytes(line.encode(), pb.Event.DESCRIPTOR)
+    return parse(line, pb.Event) if data is None else pb.Event.FromString(data)
+
+
+# Each is held to json_format.Parse: the Python fast path alone, and the C reader in front of it.
+READERS = {"python": _fast, "C first": _c_first}
+
+
+@pytest.mark.parametrize("reader", READERS)
 @settings(max_examples=150, deadline=None, derandomize=True)
 @given(event=valid_events())
-def test_every_line_protojson_writes_reads_back_as_json_format_reads_it(event):
+def test_every_line_protojson_writes_reads_back_as_json_format_reads_it(reader, event):
     try:
         line = message_to_json(event)
     except EncodeError:
         assume(False)  # NaN or an infinity inside a Struct has no protojson form
-    assert _outcome(_fast, line) == _outcome(_json_format, line)
+    assert _outcome(READERS[reader], line) == _outcome(_json_format, line)
 
 
 @settings(max_examples=100, deadline=None, derandomize=True)
@@ -137,10 +150,11 @@ def broken_lines(draw: st.DrawFn) -> str:
     return line
 
 
+@pytest.mark.parametrize("reader", READERS)
 @settings(max_examples=400, deadline=None, derandomize=True)
 @given(line=broken_lines())
-def test_a_broken_line_gets_the_same_message_or_the_same_error_class(line):
-    assert _outcome(_fast, line) == _outcome(_json_format, line)
+def test_a_broken_line_gets_the_same_message_or_the_same_error_class(reader, line):
+    assert _outcome(READERS[reader], line) == _outcome(_json_format, line)
 
 
 @pytest.mark.parametrize(
@@ -259,8 +273,9 @@ ODD_VALUES = [
 ]
 
 
+@pytest.mark.parametrize("reader", READERS)
 @pytest.mark.parametrize("path", SCALAR_PATHS, ids="/".join)
-def test_each_field_given_each_odd_value_reads_as_json_format_reads_it(path):
+def test_each_field_given_each_odd_value_reads_as_json_format_reads_it(path, reader):
     for value in ODD_VALUES:
         document: dict = {"feature": "search", "action": "submit"}
         target = document
@@ -268,7 +283,7 @@ def test_each_field_given_each_odd_value_reads_as_json_format_reads_it(path):
             target = target.setdefault(key, {})
         target[path[-1]] = value
         line = json.dumps(document)
-        assert _outcome(_fast, line) == _outcome(_json_format, line), line
+        assert _outcome(READERS[reader], line) == _outcome(_json_format, line), line
 
 
 @pytest.mark.parametrize(

@@ -409,76 +409,77 @@ static Outcome read_nested(Reader *r, const Field *field, int kind, Out *out, ui
 
 static Outcome read_struct_value(Reader *r, Out *value, long budget);
 
+/* After an object's '{': whether it is empty (its '}' then read). */
+static int empty_object(Reader *r) {
+    skip_space(r);
+    if (r->at < r->end && *r->at == '}') {
+        r->at++;
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * A member's key into r->text, and the colon after it. With `keys` (a Struct's or a map's
+ * object), a key given before in the object gives up, as json_format refuses it; each key is
+ * listed in `keys` as its size and bytes, and compared with every earlier one (at most MAX_KEYS).
+ */
+static Outcome read_key(Reader *r, Out *keys, int *count) {
+    skip_space(r);
+    Outcome outcome = read_string(r);
+    if (outcome != OK) return outcome;
+    if (keys != NULL) {
+        if (++*count > MAX_KEYS) return GIVE_UP;
+        for (size_t at = 0; at < keys->size;) {
+            size_t size;
+            memcpy(&size, keys->data + at, sizeof size);
+            at += sizeof size;
+            if (size == r->text.size && memcmp(keys->data + at, r->text.data, size) == 0) return GIVE_UP;
+            at += size;
+        }
+        size_t size = r->text.size;
+        if (!put(keys, &size, sizeof size) || !put(keys, r->text.data, size)) return NO_MEMORY;
+    }
+    skip_space(r);
+    if (r->at >= r->end || *r->at != ':') return GIVE_UP;
+    r->at++;
+    skip_space(r);
+    return OK;
+}
+
+/* After a member's value: a comma (*more set) or the object's end. */
+static Outcome member_end(Reader *r, int *more) {
+    skip_space(r);
+    if (r->at < r->end && (*r->at == ',' || *r->at == '}')) {
+        *more = *r->at++ == ',';
+        return OK;
+    }
+    return GIVE_UP;
+}
+
 /* A JSON object as a Struct's fields (entries of field 1), as protojson_reader._struct checks it. */
 static Outcome read_struct(Reader *r, Out *out, long budget) {
     if (budget < 1) return GIVE_UP; /* too deep: the Python path raises NestedTooDeep */
     if (r->at >= r->end || *r->at != '{') return GIVE_UP;
     if (++r->depth > MAX_JSON_DEPTH) return GIVE_UP;
     r->at++;
-    skip_space(r);
-    if (r->at < r->end && *r->at == '}') {
-        r->at++;
-        r->depth--;
-        return OK;
-    }
-    Out entry = {0}, value = {0};
+    Out entry = {0}, value = {0}, keys = {0};
     Outcome outcome = OK;
-    /* Keys seen in this object, to give up on a repeated one (json_format refuses it). */
-    Out keys = {0};
-    int key_count = 0;
-    for (;;) {
-        skip_space(r);
-        if (++key_count > MAX_KEYS) {
-            outcome = GIVE_UP;
-            break;
-        }
-        if ((outcome = read_string(r)) != OK) break;
-        /* each key as its size and bytes, compared with every earlier one: objects here are small */
-        for (size_t at = 0; at < keys.size;) {
-            size_t size;
-            memcpy(&size, keys.data + at, sizeof size);
-            at += sizeof size;
-            if (size == r->text.size && memcmp(keys.data + at, r->text.data, size) == 0) {
-                outcome = GIVE_UP;
-                break;
-            }
-            at += size;
-        }
-        if (outcome != OK) break;
-        size_t key_size = r->text.size;
-        if (!put(&keys, &key_size, sizeof key_size) || !put(&keys, r->text.data, key_size)) {
-            outcome = NO_MEMORY;
-            break;
-        }
+    int count = 0, more = !empty_object(r);
+    while (more) {
+        if ((outcome = read_key(r, &keys, &count)) != OK) break;
         entry.size = value.size = 0;
         if (!put_delimited(&entry, 1, r->text.data, r->text.size)) {
             outcome = NO_MEMORY;
             break;
         }
-        skip_space(r);
-        if (r->at >= r->end || *r->at != ':') {
-            outcome = GIVE_UP;
-            break;
-        }
-        r->at++;
-        skip_space(r);
         if ((outcome = read_struct_value(r, &value, budget - 2)) != OK) break; /* an entry, then its Value */
         if (!put_delimited(&entry, 2, value.data ? value.data : (const uint8_t *)"", value.size)
             || !put_delimited(out, 1, entry.data, entry.size)) {
             outcome = NO_MEMORY;
             break;
         }
-        skip_space(r);
-        if (r->at < r->end && *r->at == ',') {
-            r->at++;
-            continue;
-        }
-        if (r->at < r->end && *r->at == '}') {
-            r->at++;
-            break;
-        }
-        outcome = GIVE_UP;
-        break;
+        if ((outcome = member_end(r, &more)) != OK) break;
     }
     PyMem_Free(entry.data);
     PyMem_Free(value.data);
@@ -570,15 +571,9 @@ static Outcome read_message(Reader *r, int type, Out *out, long budget) {
     r->at++;
     uint64_t seen = 0;
     Outcome outcome = OK;
-    skip_space(r);
-    if (r->at < r->end && *r->at == '}') {
-        r->at++;
-        r->depth--;
-        return OK;
-    }
-    for (;;) {
-        skip_space(r);
-        if ((outcome = read_string(r)) != OK) break;
+    int more = !empty_object(r);
+    while (more) {
+        if ((outcome = read_key(r, NULL, NULL)) != OK) break;
         const Field *field = NULL;
         for (int i = 0; i < message->count; i++) {
             const Field *candidate = &message->fields[i];
@@ -594,25 +589,8 @@ static Outcome read_message(Reader *r, int type, Out *out, long budget) {
             break;
         }
         seen |= 1ull << field->index;
-        skip_space(r);
-        if (r->at >= r->end || *r->at != ':') {
-            outcome = GIVE_UP;
-            break;
-        }
-        r->at++;
-        skip_space(r);
         if ((outcome = read_value(r, field, field->kind, out, field->number, budget)) != OK) break;
-        skip_space(r);
-        if (r->at < r->end && *r->at == ',') {
-            r->at++;
-            continue;
-        }
-        if (r->at < r->end && *r->at == '}') {
-            r->at++;
-            break;
-        }
-        outcome = GIVE_UP;
-        break;
+        if ((outcome = member_end(r, &more)) != OK) break;
     }
     r->depth--;
     return outcome;
@@ -624,60 +602,20 @@ static Outcome read_map(Reader *r, const Field *field, Out *out, long budget) {
     r->at++;
     Out entry = {0}, keys = {0};
     Outcome outcome = OK;
-    skip_space(r);
-    if (r->at < r->end && *r->at == '}') {
-        r->at++;
-        return OK;
-    }
-    int key_count = 0;
-    for (;;) {
-        skip_space(r);
-        if (++key_count > MAX_KEYS) {
-            outcome = GIVE_UP;
-            break;
-        }
-        if ((outcome = read_string(r)) != OK) break;
-        for (size_t at = 0; at < keys.size;) {
-            size_t size;
-            memcpy(&size, keys.data + at, sizeof size);
-            at += sizeof size;
-            if (size == r->text.size && memcmp(keys.data + at, r->text.data, size) == 0) {
-                outcome = GIVE_UP;
-                break;
-            }
-            at += size;
-        }
-        if (outcome != OK) break;
-        size_t key_size = r->text.size;
+    int count = 0, more = !empty_object(r);
+    while (more) {
+        if ((outcome = read_key(r, &keys, &count)) != OK) break;
         entry.size = 0;
-        if (!put(&keys, &key_size, sizeof key_size) || !put(&keys, r->text.data, key_size)
-            || !put_delimited(&entry, 1, r->text.data, r->text.size)) {
+        if (!put_delimited(&entry, 1, r->text.data, r->text.size)) {
             outcome = NO_MEMORY;
             break;
         }
-        skip_space(r);
-        if (r->at >= r->end || *r->at != ':') {
-            outcome = GIVE_UP;
-            break;
-        }
-        r->at++;
-        skip_space(r);
         if ((outcome = read_value(r, field, field->value_kind, &entry, 2, budget)) != OK) break;
         if (!put_delimited(out, field->number, entry.data, entry.size)) {
             outcome = NO_MEMORY;
             break;
         }
-        skip_space(r);
-        if (r->at < r->end && *r->at == ',') {
-            r->at++;
-            continue;
-        }
-        if (r->at < r->end && *r->at == '}') {
-            r->at++;
-            break;
-        }
-        outcome = GIVE_UP;
-        break;
+        if ((outcome = member_end(r, &more)) != OK) break;
     }
     PyMem_Free(entry.data);
     PyMem_Free(keys.data);
