@@ -88,6 +88,13 @@ ODD_BYTES = {
     "a number of another wire type": lambda data: (
         data + delimited(6, delimited(3, _value_entry("k", tag(2, VARINT) + varint(2**49))))
     ),
+    "a Struct entry of another wire type": lambda data: data + delimited(6, delimited(3, tag(1, VARINT) + varint(1))),
+    "a list value of another wire type": lambda data: (
+        data + delimited(6, delimited(3, _value_entry("k", delimited(6, tag(1, VARINT) + varint(1)))))
+    ),
+    "a flags entry of another wire type": lambda data: (
+        pb.Event(action="b").SerializeToString() + delimited(8, tag(1, VARINT) + varint(1))
+    ),
     "private metadata given twice in one parameters": lambda data: (
         data + delimited(6, delimited(3, _value_entry("k", delimited(3, b"a"))) + delimited(3, b""))
     ),

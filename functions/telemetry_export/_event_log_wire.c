@@ -95,6 +95,25 @@ static Wire wire_of(const Slice *slice) {
 }
 
 /*
+ * The next occurrence of the length-delimited field `field` (a repeated message: list values,
+ * Struct entries, map entries) into `slice`, other fields skipped: 1, or 0 at the end, or -1
+ * when the bytes are not what SerializeToString writes.
+ */
+static int next_delimited(Wire *w, uint32_t field, Slice *slice) {
+    while (w->at < w->end) {
+        uint32_t number;
+        int wire_type;
+        if (!read_tag(w, &number, &wire_type)) return -1;
+        if (number != field) {
+            if (!skip(w, wire_type)) return -1;
+            continue;
+        }
+        return wire_type == LENGTH_DELIMITED && read_slice(w, slice) ? 1 : -1;
+    }
+    return 0;
+}
+
+/*
  * The string or message fields 1..count of a message, into `fields` (absent ones stay absent);
  * fields above `count` are skipped, whatever their type.
  */
@@ -257,22 +276,15 @@ static Outcome put_value(Out *out, const Slice *message, long budget) {
         /* ListValue: field 1, the values. */
         if (!PUT_LITERAL(out, "[")) return NO_MEMORY;
         Wire list = wire_of(&slice);
-        int first = 1;
-        while (list.at < list.end) {
-            uint32_t number_of;
-            int type_of;
-            Slice item;
-            if (!read_tag(&list, &number_of, &type_of)) return GIVE_UP;
-            if (number_of != 1) {
-                if (!skip(&list, type_of)) return GIVE_UP;
-                continue;
-            }
-            if (type_of != LENGTH_DELIMITED || !read_slice(&list, &item)) return GIVE_UP;
+        Slice item;
+        int first = 1, found;
+        while ((found = next_delimited(&list, 1, &item)) == 1) {
             if (!first && !PUT_LITERAL(out, ",")) return NO_MEMORY;
             first = 0;
             Outcome outcome = put_value(out, &item, budget - 2);
             if (outcome != DONE) return outcome;
         }
+        if (found < 0) return GIVE_UP;
         return PUT_LITERAL(out, "]") ? DONE : NO_MEMORY;
     }
     default: return PUT_LITERAL(out, "null") ? DONE : NO_MEMORY; /* null_value, or no kind */
@@ -284,17 +296,9 @@ static Outcome put_struct(Out *out, const Slice *message, long budget) {
     if (budget < 1) return TOO_DEEP;
     if (!PUT_LITERAL(out, "{")) return NO_MEMORY;
     Wire w = wire_of(message);
-    int first = 1;
-    while (w.at < w.end) {
-        uint32_t number;
-        int wire_type;
-        Slice entry;
-        if (!read_tag(&w, &number, &wire_type)) return GIVE_UP;
-        if (number != 1) {
-            if (!skip(&w, wire_type)) return GIVE_UP;
-            continue;
-        }
-        if (wire_type != LENGTH_DELIMITED || !read_slice(&w, &entry)) return GIVE_UP;
+    Slice entry;
+    int first = 1, found;
+    while ((found = next_delimited(&w, 1, &entry)) == 1) {
         Slice parts[2]; /* key, value */
         if (!read_slices(&entry, parts, 2)) return GIVE_UP;
         if (!first && !PUT_LITERAL(out, ",")) return NO_MEMORY;
@@ -303,6 +307,7 @@ static Outcome put_struct(Out *out, const Slice *message, long budget) {
         Outcome outcome = put_value(out, &parts[1], budget - 2);
         if (outcome != DONE) return outcome;
     }
+    if (found < 0) return GIVE_UP;
     return PUT_LITERAL(out, "}") ? DONE : NO_MEMORY;
 }
 
@@ -314,16 +319,9 @@ static const char MARKER[] = "telemetry.exportable"; /* event_logs.EXPORTABLE_MA
 static Outcome put_map_members(Out *out, const uint8_t *message, Py_ssize_t size, uint32_t field, MapValue kind,
                                int skip_marker, int *first) {
     Wire w = {message, message + size};
-    while (w.at < w.end) {
-        uint32_t number;
-        int wire_type;
-        Slice entry;
-        if (!read_tag(&w, &number, &wire_type)) return GIVE_UP;
-        if (number != field) {
-            if (!skip(&w, wire_type)) return GIVE_UP;
-            continue;
-        }
-        if (wire_type != LENGTH_DELIMITED || !read_slice(&w, &entry)) return GIVE_UP;
+    Slice entry;
+    int found;
+    while ((found = next_delimited(&w, field, &entry)) == 1) {
         Wire e = wire_of(&entry);
         Slice key = {(const uint8_t *)"", 0, 0}, text = {(const uint8_t *)"", 0, 0};
         uint64_t varint = 0;
@@ -363,7 +361,7 @@ static Outcome put_map_members(Out *out, const uint8_t *message, Py_ssize_t size
         }
         if (!ok) return NO_MEMORY;
     }
-    return DONE;
+    return found < 0 ? GIVE_UP : DONE;
 }
 
 /* Event's fields by number (string or message fields read as slices; 1 id and 2 timestamp are not read). */
@@ -507,6 +505,7 @@ static Outcome put_line(Out *out, const Slice *event, const char *event_id, Py_s
 }
 
 static PyObject *log_line(PyObject *module, PyObject *args) {
+    (void)module;
     Py_buffer event;
     const char *event_id, *timestamp;
     Py_ssize_t event_id_size, timestamp_size;
@@ -552,7 +551,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_event_log_wire", "An Event's event_logs COPY line, read from its wire bytes.", -1,
-    methods,
+    methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__event_log_wire(void) { return PyModule_Create(&module); }
