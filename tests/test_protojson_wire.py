@@ -9,7 +9,6 @@ first, as `record FILE` reads them); here are the C reader's own cases.
 
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
@@ -27,6 +26,7 @@ from telemetry_export.protojson_wire import wire_bytes
 from telemetry_export.sample_events import sample_events
 
 from .event_strategies import valid_events
+from .test_event_log_wire import _row
 from .test_protojson_reader import _c_first, _json_format, _outcome
 
 EVENT = pb.Event.DESCRIPTOR
@@ -221,13 +221,4 @@ def test_a_file_records_the_same_rows_read_either_way(monkeypatch):
     monkeypatch.setattr(event_files, "wire_bytes", lambda line, descriptor: None)
     read_in_python = list(event_files.read_event_rows(lines, "f.jsonl", policy, scope))
     assert [row.queue_line for row in read_in_c] == [row.queue_line for row in read_in_python]
-    assert [_log_row(row.log_line) for row in read_in_c] == [_log_row(row.log_line) for row in read_in_python]
-
-
-def _log_row(line: str) -> list:
-    """An event_logs COPY line's columns, its jsonb ones read as JSON (key order aside)."""
-    columns: list = line.split("\t")
-    for jsonb in (7, 8, 10):
-        if columns[jsonb] != "\\N":
-            columns[jsonb] = json.loads(columns[jsonb].replace("\\\\", "\\"))
-    return columns
+    assert [_row(row.log_line) for row in read_in_c] == [_row(row.log_line) for row in read_in_python]
